@@ -1,0 +1,114 @@
+"""The one preprocessing implementation, shared by calibration and the camera service.
+
+The host imports this module to turn calibration images into tensors, and the service runs
+it on every camera frame, so what INT8 calibration saw is bit-for-bit what inference sees.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Sequence
+
+import numpy as np
+
+COLORS = ("gray", "rgb", "bgr")
+RESIZE_MODES = ("stretch", "letterbox")
+
+
+class PreprocessSpec(object):
+    """How a BGR frame becomes the model's input tensor (batch of one)."""
+
+    def __init__(
+        self,
+        input_name: str,
+        height: int,
+        width: int,
+        channels: int = 3,
+        layout: str = "NCHW",
+        color: str = "rgb",
+        resize: str = "stretch",
+        scale: float = 1.0 / 255.0,
+        mean: Sequence[float] = (0.0,),
+        std: Sequence[float] = (1.0,),
+    ) -> None:
+        if layout not in ("NCHW", "NHWC"):
+            raise ValueError("layout must be NCHW or NHWC, not %r" % (layout,))
+        if color not in COLORS:
+            raise ValueError("color must be one of %s, not %r" % (", ".join(COLORS), color))
+        if resize not in RESIZE_MODES:
+            raise ValueError("resize must be one of %s, not %r" % (", ".join(RESIZE_MODES), resize))
+        if (color == "gray") != (channels == 1):
+            raise ValueError("color %r does not fit %d input channel(s)" % (color, channels))
+        self.input_name = input_name
+        self.height = int(height)
+        self.width = int(width)
+        self.channels = int(channels)
+        self.layout = layout
+        self.color = color
+        self.resize = resize
+        self.scale = float(scale)
+        self.mean = [float(v) for v in mean]
+        self.std = [float(v) for v in std]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "input_name": self.input_name,
+            "height": self.height,
+            "width": self.width,
+            "channels": self.channels,
+            "layout": self.layout,
+            "color": self.color,
+            "resize": self.resize,
+            "scale": self.scale,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "PreprocessSpec":
+        return cls(**data)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PreprocessSpec) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return "PreprocessSpec(%r)" % (self.to_dict(),)
+
+
+def _letterbox(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    import cv2
+
+    h, w = image.shape[:2]
+    ratio = min(float(height) / h, float(width) / w)
+    new_h, new_w = max(1, int(round(h * ratio))), max(1, int(round(w * ratio)))
+    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    # Grey padding (114) is what YOLO-family models were trained with.
+    canvas = np.full((height, width) + image.shape[2:], 114, dtype=image.dtype)
+    top, left = (height - new_h) // 2, (width - new_w) // 2
+    canvas[top : top + new_h, left : left + new_w] = resized
+    return canvas
+
+
+def preprocess(frame_bgr: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Turn one BGR (or single-channel) uint8 frame into a float32 batch of one."""
+    import cv2
+
+    image = frame_bgr
+    if spec.color == "gray":
+        if image.ndim == 3:
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    else:
+        if image.ndim == 2:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        if spec.color == "rgb":
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if spec.resize == "letterbox":
+        image = _letterbox(image, spec.height, spec.width)
+    elif image.shape[0] != spec.height or image.shape[1] != spec.width:
+        image = cv2.resize(image, (spec.width, spec.height), interpolation=cv2.INTER_AREA)
+    tensor = image.astype(np.float32).reshape(spec.height, spec.width, spec.channels)
+    tensor *= np.float32(spec.scale)
+    tensor -= np.asarray(spec.mean, dtype=np.float32)
+    tensor /= np.asarray(spec.std, dtype=np.float32)
+    if spec.layout == "NCHW":
+        tensor = tensor.transpose(2, 0, 1)
+    return np.ascontiguousarray(tensor[np.newaxis])
