@@ -1,0 +1,18 @@
+"""The one exception the agent reports to the host instead of a traceback."""
+
+from __future__ import annotations
+
+
+class AgentError(Exception):
+    """A failure the operator can fix, such as a bad config, a missing model or a dead camera.
+
+    ``kind`` lets the host decide what to tell the operator without parsing the message.
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+    def to_dict(self) -> dict[str, dict[str, str]]:
+        return {"error": {"kind": self.kind, "message": self.message}}

@@ -1,0 +1,44 @@
+"""The ``edgekit`` command: thin typer commands over the library API.
+
+Only ``EdgekitError`` is caught here and shown as one sentence with its exit code;
+anything else is a bug and keeps its traceback. Locals are never shown in tracebacks,
+because keys and passwords pass through them.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from edgekit.cli import provision, twin
+from edgekit.cli.output import err_console
+from edgekit.errors import EdgekitError
+
+app = typer.Typer(
+    name="edgekit",
+    help="Deploy camera inference to NVIDIA Jetson devices.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+app.command("provision")(provision.provision_command)
+app.add_typer(twin.app, name="twin")
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except EdgekitError as exc:
+        err_console.print(f"[bold red]{type(exc).__name__}:[/] {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("Aborted.")
+        sys.exit(130)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

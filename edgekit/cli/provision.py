@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+
+def provision_command() -> None:
+    """Provision a device."""

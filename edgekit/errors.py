@@ -1,0 +1,79 @@
+"""The one exception tree of edgekit; the CLI maps each branch to an exit code.
+
+    EdgekitError                       exit 1
+    ├── ModelError                     exit 3  broken or unsupported ONNX, bad calibration data
+    ├── ConnectionFailed               exit 4
+    │   ├── DeviceUnreachable          no route, refused, timed out, dropped
+    │   ├── AuthFailed                 the device refused our key
+    │   ├── UnknownHostKey             first contact without --accept-new-host-key
+    │   └── HostKeyChanged             known_hosts holds another key for this host
+    ├── DeviceError                    exit 5  the device could not do what was asked
+    │   ├── RemoteCommandFailed        a command exited non-zero (carries the result)
+    │   └── PreflightFailed            the device cannot run what was asked
+    ├── GateFailed                     exit 6  the quantized model disagrees with FP32
+    ├── ActivationFailed               exit 7  the service did not become healthy
+    └── TwinError                      exit 8  the local Jetson twin cannot run here
+
+Every message is one sentence that names the fix; tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edgekit.ssh.connection import RunResult
+
+
+class EdgekitError(Exception):
+    exit_code = 1
+
+
+class ModelError(EdgekitError):
+    exit_code = 3
+
+
+class ConnectionFailed(EdgekitError):
+    exit_code = 4
+
+
+class DeviceUnreachable(ConnectionFailed):
+    pass
+
+
+class AuthFailed(ConnectionFailed):
+    pass
+
+
+class UnknownHostKey(ConnectionFailed):
+    pass
+
+
+class HostKeyChanged(ConnectionFailed):
+    pass
+
+
+class DeviceError(EdgekitError):
+    exit_code = 5
+
+
+class RemoteCommandFailed(DeviceError):
+    def __init__(self, message: str, result: RunResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class PreflightFailed(DeviceError):
+    pass
+
+
+class GateFailed(EdgekitError):
+    exit_code = 6
+
+
+class ActivationFailed(EdgekitError):
+    exit_code = 7
+
+
+class TwinError(EdgekitError):
+    exit_code = 8

@@ -1,0 +1,279 @@
+"""Boot, inspect and tear down twins; several can run at once, each sshd on its own port.
+
+A twin shares the host's network namespace, and its sshd listens on 127.0.0.1 only, so
+nothing leaves loopback. Its state lives in ``STATE_ROOT/<name>``: the overlay's upper
+layer, the mount point, the client key and the twin's pinned host key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from edgekit.errors import TwinError
+from edgekit.profiles import Profile
+from edgekit.twin.rootfs import TWIN_USER, Log, ensure_rootfs
+
+STATE_ROOT = Path(os.environ.get("EDGEKIT_TWIN_STATE", "/var/lib/edgekit-twin"))
+FIRST_PORT = 2222
+BOOT_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class TwinInfo:
+    name: str
+    profile: str
+    port: int
+    pid: int
+    user: str
+    identity: str
+    known_hosts: str
+    host_key_fingerprint: str
+    running: bool = True
+
+    @property
+    def target(self) -> str:
+        return f"{self.user}@127.0.0.1:{self.port}"
+
+
+def _state_dir(name: str) -> Path:
+    if not name or not name.replace("-", "").replace("_", "").isalnum():
+        raise TwinError(f"The twin name {name!r} may hold only letters, digits, - and _.")
+    return STATE_ROOT / name
+
+
+def check_host() -> None:
+    if os.geteuid() != 0:
+        raise TwinError("The twin needs root (it mounts an overlay and boots a container); run it with sudo.")
+    for tool, package in (("systemd-nspawn", "systemd-container"), ("nsenter", "util-linux")):
+        if shutil.which(tool) is None:
+            raise TwinError(f"{tool} is not installed; run `apt-get install {package}` (scripts/demo does).")
+
+
+def twin_up(name: str, profile: Profile, port: int | None, log: Log) -> TwinInfo:
+    """Boot the twin ``name`` (or return it if it already runs) and wait until sshd answers."""
+    check_host()
+    current = twin_status(name)
+    if current is not None and current.running:
+        return current
+    twin_down(name)
+    base = ensure_rootfs(log)
+    state = _state_dir(name)
+    root = state / "root"
+    for sub in ("upper", "work", "root", "firmware/devicetree/base"):
+        (state / sub).mkdir(parents=True, exist_ok=True)
+    port = port or _free_port()
+    _mount_overlay(base, state)
+    try:
+        fingerprint = _personalise(root, state, name, profile, port)
+        log(f"booting twin {name!r} ({profile.name}) with sshd on 127.0.0.1:{port}")
+        pid = _boot(name, state)
+        info = TwinInfo(
+            name=name,
+            profile=profile.name,
+            port=port,
+            pid=pid,
+            user=TWIN_USER,
+            identity=str(state / "id_ed25519"),
+            known_hosts=str(state / "known_hosts"),
+            host_key_fingerprint=fingerprint,
+        )
+        (state / "twin.json").write_text(json.dumps(asdict(info), indent=2))
+        _wait_until_booted(info, state)
+    except BaseException:
+        twin_down(name)
+        raise
+    return info
+
+
+def twin_status(name: str) -> TwinInfo | None:
+    """The twin's record, with ``running`` telling whether its container is alive."""
+    record = _state_dir(name) / "twin.json"
+    if not record.is_file():
+        return None
+    data = json.loads(record.read_text())
+    data["running"] = _is_nspawn(data["pid"])
+    return TwinInfo(**data)
+
+
+def list_twins() -> list[TwinInfo]:
+    if not STATE_ROOT.is_dir():
+        return []
+    found = (twin_status(path.name) for path in sorted(STATE_ROOT.iterdir()))
+    return [info for info in found if info is not None]
+
+
+def twin_down(name: str, keep: bool = False) -> bool:
+    """Power the twin off (systemd shuts down cleanly), unmount it, and forget its state."""
+    state = _state_dir(name)
+    info = twin_status(name)
+    stopped = False
+    if info is not None and info.running:
+        os.kill(info.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while _is_nspawn(info.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _is_nspawn(info.pid):
+            os.kill(info.pid, signal.SIGKILL)
+        stopped = True
+    if os.path.ismount(state / "root"):
+        subprocess.run(["umount", str(state / "root")], check=True)
+    if not keep and state.exists():
+        shutil.rmtree(state)
+    return stopped
+
+
+def twin_exec(name: str, argv: Sequence[str], timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """Run a command inside the twin's namespaces, as root, bypassing SSH."""
+    info = twin_status(name)
+    if info is None or not info.running:
+        raise TwinError(f"The twin {name!r} is not running; start it with `edgekit twin up --name {name}`.")
+    leader = _container_leader(info.pid)
+    return subprocess.run(
+        ["nsenter", "-t", str(leader), "-a", *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _mount_overlay(base: Path, state: Path) -> None:
+    options = f"lowerdir={base},upperdir={state / 'upper'},workdir={state / 'work'}"
+    done = subprocess.run(
+        ["mount", "-t", "overlay", "overlay", "-o", options, str(state / "root")],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise TwinError(f"Mounting the twin's overlay failed ({done.stderr.strip()}); the kernel needs overlayfs.")
+
+
+def _personalise(root: Path, state: Path, name: str, profile: Profile, port: int) -> str:
+    """Write what makes this twin itself: identity, hostname, sshd port, keys. Returns the host key fingerprint."""
+    identity = profile.identity
+    (root / "etc/nv_tegra_release").write_text(identity.nv_tegra_release + "\n")
+    base = state / "firmware/devicetree/base"
+    (base / "model").write_bytes(identity.model.encode() + b"\0")
+    (base / "compatible").write_bytes(b"".join(c.encode() + b"\0" for c in identity.compatible))
+    (root / "etc/hostname").write_text(f"{name}\n")
+    # sudo resolves its own host name and complains on every call when it cannot.
+    (root / "etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {name}\n::1 localhost\n")
+    (root / "etc/ssh/sshd_config.d/20-edgekit-twin-port.conf").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\n"
+    )
+    host_key = root / "etc/ssh/ssh_host_ed25519_key"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"twin-{name}", "-f", str(host_key)],
+        check=True,
+    )
+    client_key = state / "id_ed25519"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"edgekit-twin-{name}", "-f", str(client_key)],
+        check=True,
+    )
+    ssh_dir = root / "home" / TWIN_USER / ".ssh"
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    (ssh_dir / "authorized_keys").write_text(Path(f"{client_key}.pub").read_text())
+    uid, gid = _user_ids(root, TWIN_USER)
+    for path in (ssh_dir, ssh_dir / "authorized_keys"):
+        os.chown(path, uid, gid)
+    # This machine made the key a moment ago, so pinning it here is first-hand knowledge,
+    # not trust on first use; `twin ssh` then checks it strictly.
+    public = Path(f"{host_key}.pub").read_text().split()
+    (state / "known_hosts").write_text(f"[127.0.0.1]:{port} {public[0]} {public[1]}\n")
+    printed = subprocess.run(
+        ["ssh-keygen", "-l", "-f", f"{host_key}.pub"], capture_output=True, text=True, check=True
+    )
+    return printed.stdout.split()[1]
+
+
+def _user_ids(root: Path, user: str) -> tuple[int, int]:
+    for line in (root / "etc/passwd").read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == user:
+            return int(fields[2]), int(fields[3])
+    raise TwinError(f"The twin rootfs has no user {user!r}; delete the rootfs cache to rebuild it.")
+
+
+def _boot(name: str, state: Path) -> int:
+    console = open(state / "console.log", "wb")
+    process = subprocess.Popen(
+        [
+            "systemd-nspawn",
+            "--directory",
+            str(state / "root"),
+            "--boot",
+            # The host may run no systemd at all (CI containers): no machined, no scope.
+            "--register=no",
+            "--keep-unit",
+            f"--machine=edgekit-{name}",
+            "--link-journal=no",
+            "--console=pipe",
+            f"--bind-ro={state / 'firmware'}:/sys/firmware",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=console,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    console.close()
+    return process.pid
+
+
+def _wait_until_booted(info: TwinInfo, state: Path) -> None:
+    deadline = time.monotonic() + BOOT_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if not _is_nspawn(info.pid):
+            tail = (state / "console.log").read_text(errors="replace").strip().splitlines()[-3:]
+            raise TwinError(f"The twin's container exited while booting ({' / '.join(tail) or 'no output'}).")
+        if _ssh_banner(info.port):
+            done = twin_exec(info.name, ["systemctl", "is-system-running", "--wait"], timeout=BOOT_TIMEOUT_S)
+            if done.stdout.strip() in ("running", "degraded"):
+                return
+        time.sleep(0.3)
+    raise TwinError(f"The twin {info.name!r} did not finish booting within {BOOT_TIMEOUT_S:.0f} s; see {state}/console.log.")
+
+
+def _ssh_banner(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
+            return sock.recv(8).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def _free_port() -> int:
+    taken = {info.port for info in list_twins()}
+    for port in range(FIRST_PORT, FIRST_PORT + 200):
+        if port in taken:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise TwinError("No free port between 2222 and 2421 on 127.0.0.1; stop some twins with `edgekit twin down`.")
+
+
+def _is_nspawn(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"systemd-nspawn")
+    except OSError:
+        return False
+
+
+def _container_leader(nspawn_pid: int) -> int:
+    children = Path(f"/proc/{nspawn_pid}/task/{nspawn_pid}/children").read_text().split()
+    if not children:
+        raise TwinError("The twin's container has no init process yet; wait for it to boot.")
+    return int(children[0])
