@@ -61,3 +61,12 @@ def load_profile(name: str, directory: Path = PROFILES_DIR) -> Profile:
         )
     except (tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
         raise ProfileError(f"The profile file {path} is malformed ({exc}); fix or remove it.") from exc
+
+
+def match_profile(model: str | None, l4t: str | None, directory: Path = PROFILES_DIR) -> str | None:
+    """The profile whose identity matches a device's model string and L4T release."""
+    for name in available_profiles(directory):
+        profile = load_profile(name, directory)
+        if profile.identity.model == model and profile.l4t == l4t:
+            return profile.name
+    return None

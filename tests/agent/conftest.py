@@ -17,7 +17,6 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 LABELS = [f"c{i}" for i in range(10)]
 PREPROCESS = {
     "input_name": "image",

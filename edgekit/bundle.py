@@ -1,0 +1,108 @@
+"""Everything a release needs, made on the host before any device is contacted.
+
+Built into a cache folder keyed by its inputs, so re-provisioning the same model and data
+reuses the same bytes, the same digests and so the same release on the device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.agentpack import build_agent
+from edgekit.calibration import prepare
+from edgekit.errors import ModelError
+from edgekit.model import ModelInfo, inspect_model, sha256_file
+from edgekit.quantize import quantize_qdq, reference_outputs
+
+PRECISIONS = ("int8", "fp32")
+CACHE_DIR = Path(os.environ.get("EDGEKIT_CACHE", Path.home() / ".cache" / "edgekit")) / "bundles"
+# Bump when what goes into a bundle changes, so stale cached bundles are not reused.
+BUNDLE_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class BundleRequest:
+    model: Path
+    calib_dir: Path
+    holdout_dir: Path | None
+    precision: str = "int8"
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """Local files of one release, plus what the summary reports about them."""
+
+    model: ModelInfo
+    directory: Path
+    files: dict[str, Path]
+    calibration_sha256: str
+    holdout_samples: int
+    fp32_accuracy: float | None
+    host_top1_agreement: float
+
+    @property
+    def served_model(self) -> str:
+        return "model.int8.onnx" if "model.int8.onnx" in self.files else "model.onnx"
+
+
+def build_bundle(request: BundleRequest, log: Callable[[str], None] = lambda text: None) -> Bundle:
+    if request.precision not in PRECISIONS:
+        raise ModelError(f"Precision {request.precision!r} is not served here; choose one of {', '.join(PRECISIONS)}.")
+    model = inspect_model(request.model)
+    log(f"model {model.path.name}: {model.inputs[0].name}{list(model.inputs[0].shape)}, opset {model.opset}")
+    data = prepare(request.calib_dir, request.holdout_dir, model.preprocess, model.labels)
+    key = hashlib.sha256(
+        json.dumps([BUNDLE_VERSION, model.sha256, data.sha256,
+                    hashlib.sha256(data.holdout.tobytes()).hexdigest(), request.precision]).encode()
+    ).hexdigest()[:20]
+    directory = CACHE_DIR / key
+    directory.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Path] = {"model.onnx": model.path}
+    input_name = model.preprocess.input_name
+    reference = reference_outputs(model.path, input_name, data.holdout)
+    served = model.path
+    if request.precision == "int8":
+        served = directory / "model.int8.onnx"
+        if not served.exists():
+            log(f"quantizing to INT8 Q/DQ with {len(data.calibration)} calibration images")
+            quantize_qdq(model.path, input_name, data.calibration, directory / "model.int8.onnx.tmp")
+            (directory / "model.int8.onnx.tmp").rename(served)
+        files["model.int8.onnx"] = served
+    host_outputs = reference_outputs(served, input_name, data.holdout)
+    calib = _write_once(directory / "calib.npz", lambda path: np.savez(path, **{input_name: data.calibration}))
+    gate_arrays = {"inputs": data.holdout, "reference": reference}
+    if data.holdout_labels is not None:
+        gate_arrays["labels"] = data.holdout_labels
+    files["calib.npz"] = calib
+    files["gate.npz"] = _write_once(directory / "gate.npz", lambda path: np.savez(path, **gate_arrays))
+    agent = directory / "agent.pyz"
+    build_agent(agent)
+    files["agent.pyz"] = agent
+    fp32_accuracy = None
+    if data.holdout_labels is not None:
+        fp32_accuracy = float(np.mean(reference.argmax(axis=1) == data.holdout_labels))
+    return Bundle(
+        model=model,
+        directory=directory,
+        files=files,
+        calibration_sha256=sha256_file(calib),
+        holdout_samples=len(data.holdout),
+        fp32_accuracy=fp32_accuracy,
+        host_top1_agreement=float(np.mean(reference.argmax(axis=1) == host_outputs.argmax(axis=1))),
+    )
+
+
+def _write_once(path: Path, write: Callable[[Path], None]) -> Path:
+    # np.savez appends .npz to names without it, so the temporary name keeps the suffix.
+    if not path.exists():
+        temporary = path.with_name("tmp-" + path.name)
+        write(temporary)
+        temporary.rename(path)
+    return path

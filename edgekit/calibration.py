@@ -1,0 +1,100 @@
+"""Calibration and gate data, made on the host with the agent's own preprocessing."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.agent.preprocess import PreprocessSpec, preprocess
+from edgekit.errors import ModelError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+MIN_CALIBRATION_IMAGES = 16
+# Without a separate hold-out set, every fifth calibration image is kept back for the gate.
+HOLDOUT_EVERY = 5
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    paths: tuple[Path, ...]
+    labels: tuple[int, ...] | None
+
+
+@dataclass(frozen=True)
+class CalibrationData:
+    """Preprocessed tensors, batch-first, and their digest (part of the engine key)."""
+
+    calibration: np.ndarray
+    holdout: np.ndarray
+    holdout_labels: np.ndarray | None
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.calibration.tobytes()).hexdigest()
+
+
+def list_images(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        raise ModelError(f"The image folder {directory} does not exist; pass a folder of images.")
+    return sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def read_holdout(directory: Path, label_names: tuple[str, ...]) -> ImageSet:
+    """Images of ``directory``; with a ``labels.csv`` (file,label) they also score accuracy."""
+    paths = list_images(directory)
+    labels_file = directory / "labels.csv"
+    if not labels_file.is_file():
+        return ImageSet(tuple(paths), None)
+    by_file = {row["file"]: row["label"] for row in csv.DictReader(io.StringIO(labels_file.read_text()))}
+    try:
+        labels = tuple(_label_index(by_file[p.name], label_names) for p in paths)
+    except KeyError as exc:
+        raise ModelError(f"{labels_file} has no label for {exc.args[0]}; add a row for every image.") from exc
+    return ImageSet(tuple(paths), labels)
+
+
+def _label_index(text: str, names: tuple[str, ...]) -> int:
+    if text in names:
+        return names.index(text)
+    if text.isdigit():
+        return int(text)
+    raise ModelError(f"The label {text!r} is neither a class index nor one of the model's labels.")
+
+
+def load_tensors(paths: tuple[Path, ...] | list[Path], spec: PreprocessSpec) -> np.ndarray:
+    import cv2
+
+    batch = []
+    for path in paths:
+        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if frame is None:
+            raise ModelError(f"{path} is not a readable image; remove it or replace it.")
+        batch.append(preprocess(frame, spec)[0])
+    return np.stack(batch).astype(np.float32)
+
+
+def prepare(calib_dir: Path, holdout_dir: Path | None, spec: PreprocessSpec, labels: tuple[str, ...]) -> CalibrationData:
+    """Preprocess calibration and hold-out images; refuse sets too small to calibrate on."""
+    paths = list_images(calib_dir)
+    if holdout_dir is None:
+        holdout = ImageSet(tuple(paths[::HOLDOUT_EVERY]), None)
+        paths = [p for i, p in enumerate(paths) if i % HOLDOUT_EVERY]
+    else:
+        holdout = read_holdout(holdout_dir, labels)
+    if len(paths) < MIN_CALIBRATION_IMAGES:
+        raise ModelError(
+            f"{calib_dir} holds {len(paths)} usable calibration images; give at least "
+            f"{MIN_CALIBRATION_IMAGES} (a few hundred from the real scene is better)."
+        )
+    if not holdout.paths:
+        raise ModelError("The hold-out set is empty; pass --holdout with images the model has not been calibrated on.")
+    return CalibrationData(
+        calibration=load_tensors(paths, spec),
+        holdout=load_tensors(holdout.paths, spec),
+        holdout_labels=None if holdout.labels is None else np.asarray(holdout.labels, dtype=np.int64),
+    )

@@ -1,0 +1,1 @@
+"""What the host does on a device, through the Connection seam: agent calls, blobs, installs."""

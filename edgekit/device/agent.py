@@ -1,0 +1,41 @@
+"""Running the agent zipapp on the device and reading its one JSON answer."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from edgekit.device.layout import AGENT_CACHE
+from edgekit.errors import DeviceError
+from edgekit.ssh.connection import Connection
+
+
+def stage_agent(conn: Connection, agent: Path, digest: str) -> str:
+    """Copy the agent to the SSH user's cache (once per version); return its remote path."""
+    remote = f"{AGENT_CACHE}/agent-{digest[:16]}.pyz"
+    conn.run(["mkdir", "-p", AGENT_CACHE])
+    if not conn.run(["test", "-f", remote], check=False).ok:
+        conn.put(agent, remote + ".part")
+        conn.run(["mv", remote + ".part", remote])
+    return remote
+
+
+def call_agent(conn: Connection, python: str, agent: str, args: Sequence[str], timeout: float = 300.0) -> dict[str, Any]:
+    """Run ``python agent args`` and return its JSON object; an agent error becomes DeviceError."""
+    result = conn.run([python, agent, *args], check=False, timeout=timeout)
+    lines = result.stdout.strip().splitlines()
+    try:
+        answer = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise DeviceError(f"The edgekit agent on {conn.target} gave no answer to `{args[0]}` ({detail}); check that python3 runs there.")
+    if "error" in answer:
+        error = answer["error"]
+        raise DeviceError(f"The device could not {args[0]}: {error.get('message', error)}")
+    if not result.ok:
+        raise DeviceError(f"The edgekit agent on {conn.target} failed `{args[0]}` with exit code {result.exit_code}.")
+    return answer

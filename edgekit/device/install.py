@@ -1,0 +1,142 @@
+"""Installing on the device: the runtime venv, a release, the service files, activation.
+
+Each step is idempotent (re-running it with the same inputs changes nothing) and leaves
+nothing half-made: work happens in ``*.tmp`` paths that are renamed into place at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from edgekit.device.blobs import Blob
+from edgekit.device.layout import (
+    BLOBS_DIR,
+    CONFIG_FILE,
+    CURRENT_LINK,
+    PREVIOUS_LINK,
+    RELEASES_DIR,
+    SERVICE_USER,
+    UNIT_FILE,
+    UNIT_NAME,
+    VENV_LINK,
+    VENVS_DIR,
+    release_dir,
+)
+from edgekit.ssh.connection import Connection
+
+OVERLAY_DIR = Path(__file__).resolve().parent.parent.parent / "firmware_overlay"
+UNIT_SOURCE = OVERLAY_DIR / "etc/systemd/system" / UNIT_NAME
+
+_VENV = r'''
+set -e
+venvs="$1"; key="$2"; link="$3"; blobs="$4"; shift 4
+if [ ! -f "$venvs/$key/.complete" ]; then
+  rm -rf "$venvs/$key.tmp" && mkdir -p "$venvs/$key.tmp/wheels"
+  reqs=""
+  while [ $# -gt 0 ]; do ln -f "$blobs/$1" "$venvs/$key.tmp/wheels/$2"; reqs="$reqs $3"; shift 3; done
+  python3 -m venv --system-site-packages "$venvs/$key.tmp/env"
+  "$venvs/$key.tmp/env/bin/python" -m pip install --quiet --no-index --no-cache-dir \
+      --find-links "$venvs/$key.tmp/wheels" $reqs
+  rm -rf "$venvs/$key" && mv "$venvs/$key.tmp" "$venvs/$key" && touch "$venvs/$key/.complete"
+  echo changed
+fi
+if [ "$(readlink "$link")" != "$venvs/$key/env" ]; then
+  ln -sfn "$venvs/$key/env" "$link.tmp" && mv -T "$link.tmp" "$link" && echo changed
+fi
+'''
+
+_RELEASE = r'''
+set -e
+dir="$1"; blobs="$2"; shift 2
+[ -d "$dir" ] && exit 0
+rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+while [ $# -gt 0 ]; do mkdir -p "$(dirname "$dir.tmp/$2")"; ln -f "$blobs/$1" "$dir.tmp/$2"; shift 2; done
+mv "$dir.tmp" "$dir"
+echo changed
+'''
+
+# Service user, unit and config; prints "changed" when anything differs from what is there.
+_SYSTEM = r'''
+set -e
+user="$1"; blobs="$2"; unit_blob="$3"; unit="$4"; config_blob="$5"; config="$6"
+if ! id -u "$user" >/dev/null 2>&1; then
+  getent group video >/dev/null || groupadd --system video
+  useradd --system --home-dir /var/cache/edgekit --no-create-home --shell /usr/sbin/nologin --groups video "$user"
+  echo changed
+fi
+install -d -m 0755 "$(dirname "$config")"
+if ! cmp -s "$blobs/$config_blob" "$config"; then
+  install -m 0644 "$blobs/$config_blob" "$config.tmp" && mv -f "$config.tmp" "$config" && echo changed
+fi
+if ! cmp -s "$blobs/$unit_blob" "$unit"; then
+  install -m 0644 "$blobs/$unit_blob" "$unit.tmp" && mv -f "$unit.tmp" "$unit"
+  systemctl daemon-reload
+  echo changed
+fi
+systemctl enable --quiet "$(basename "$unit")"
+'''
+
+_SWITCH = r'''
+set -e
+target="$1"; current="$2"; previous="$3"
+old="$(readlink "$current" || true)"
+if [ -n "$old" ] && [ "$old" != "$target" ]; then
+  ln -sfn "$old" "$previous.tmp" && mv -T "$previous.tmp" "$previous"
+fi
+ln -sfn "$target" "$current.tmp" && mv -T "$current.tmp" "$current"
+'''
+
+
+def _changed(conn: Connection, script: str, args: Sequence[str], timeout: float = 600.0) -> bool:
+    result = conn.run(["sh", "-c", script, "sh", *args], sudo=True, timeout=timeout)
+    return "changed" in result.stdout.split()
+
+
+def venv_key(python_version: str, wheels: Sequence[Blob]) -> str:
+    text = python_version + "".join(sorted(b.digest for b in wheels))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def ensure_venv(conn: Connection, python_version: str, wheels: Sequence[Blob], requirements: Sequence[str]) -> bool:
+    """A --system-site-packages venv with the runtime installed offline; ``venv`` points at it."""
+    args = [VENVS_DIR, venv_key(python_version, wheels), VENV_LINK, BLOBS_DIR]
+    pinned = {req.split("==")[0].replace("-", "_").lower(): req for req in requirements}
+    for wheel in wheels:
+        name = wheel.local.name.split("-")[0].lower()
+        args += [wheel.digest, wheel.local.name, pinned[name]]
+    return _changed(conn, _VENV, args)
+
+
+def release_id(files: Mapping[str, Blob]) -> str:
+    listing = json.dumps({name: blob.digest for name, blob in files.items()}, sort_keys=True)
+    return hashlib.sha256(listing.encode()).hexdigest()[:16]
+
+
+def ensure_release(conn: Connection, rid: str, files: Mapping[str, Blob]) -> bool:
+    """Lay out ``releases/<rid>`` as hard links to blobs, unless it is already there."""
+    args = [release_dir(rid), BLOBS_DIR]
+    for name, blob in sorted(files.items()):
+        args += [blob.digest, name]
+    return _changed(conn, _RELEASE, args)
+
+
+def remove_release(conn: Connection, rid: str) -> None:
+    conn.run(["rm", "-rf", "--", release_dir(rid)], sudo=True)
+
+
+def install_system(conn: Connection, unit: Blob, config: Blob) -> bool:
+    args = [SERVICE_USER, BLOBS_DIR, unit.digest, UNIT_FILE, config.digest, CONFIG_FILE]
+    return _changed(conn, _SYSTEM, args)
+
+
+def current_release(conn: Connection) -> str | None:
+    link = conn.run(["readlink", CURRENT_LINK], check=False).stdout.strip()
+    return link.rsplit("/", 1)[-1] if link.startswith(RELEASES_DIR + "/") else None
+
+
+def switch_release(conn: Connection, rid: str) -> None:
+    """Point ``current`` at the release (``previous`` keeps the old one), by renaming symlinks."""
+    conn.run(["sh", "-c", _SWITCH, "sh", release_dir(rid), CURRENT_LINK, PREVIOUS_LINK], sudo=True)

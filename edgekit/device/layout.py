@@ -1,0 +1,24 @@
+"""Paths on the device (see DESIGN.md, "On the device")."""
+
+from __future__ import annotations
+
+STATE_DIR = "/var/lib/edgekit"
+BLOBS_DIR = f"{STATE_DIR}/blobs/sha256"
+INCOMING_DIR = f"{STATE_DIR}/incoming"
+RELEASES_DIR = f"{STATE_DIR}/releases"
+VENVS_DIR = f"{STATE_DIR}/venvs"
+VENV_LINK = f"{STATE_DIR}/venv"
+CURRENT_LINK = f"{STATE_DIR}/current"
+PREVIOUS_LINK = f"{STATE_DIR}/previous"
+RESULTS_FILE = f"{STATE_DIR}/results/results.jsonl"
+CONFIG_FILE = "/etc/edgekit/camera.json"
+UNIT_NAME = "edgekit-camera.service"
+UNIT_FILE = f"/etc/systemd/system/{UNIT_NAME}"
+SERVICE_USER = "edgekit"
+# The agent's scratch copy for fact-finding lives in the SSH user's home, so looking at a
+# device installs nothing system-wide.
+AGENT_CACHE = ".cache/edgekit"
+
+
+def release_dir(release_id: str) -> str:
+    return f"{RELEASES_DIR}/{release_id}"

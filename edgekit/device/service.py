@@ -1,0 +1,66 @@
+"""The camera service under systemd: restart it, and wait until it is healthy and producing."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from edgekit.device.layout import RESULTS_FILE, UNIT_NAME
+from edgekit.errors import ActivationFailed
+from edgekit.ssh.connection import Connection
+
+START_TIMEOUT_S = 330.0
+FIRST_RESULT_TIMEOUT_S = 60.0
+
+
+def service_state(conn: Connection) -> dict[str, str]:
+    shown = conn.run(
+        ["systemctl", "show", UNIT_NAME, "--property=ActiveState,SubState,MainPID,StatusText,NRestarts"],
+        check=False,
+    )
+    return dict(line.split("=", 1) for line in shown.stdout.splitlines() if "=" in line)
+
+
+def is_active(conn: Connection) -> bool:
+    return service_state(conn).get("ActiveState") == "active"
+
+
+def journal_tail(conn: Connection, lines: int = 5) -> str:
+    shown = conn.run(["journalctl", "--unit", UNIT_NAME, "--lines", str(lines), "--output", "cat", "--no-pager"],
+                     sudo=True, check=False)
+    return " / ".join(line.strip() for line in shown.stdout.strip().splitlines()[-lines:]) or "no journal output"
+
+
+def restart(conn: Connection) -> None:
+    """Restart and wait for READY (Type=notify makes ``systemctl restart`` wait for it)."""
+    done = conn.run(["systemctl", "restart", UNIT_NAME], sudo=True, check=False, timeout=START_TIMEOUT_S)
+    if not done.ok or not is_active(conn):
+        raise ActivationFailed(
+            f"{UNIT_NAME} did not become ready on {conn.target} ({journal_tail(conn)}); "
+            f"see `journalctl -u {UNIT_NAME}` on the device."
+        )
+
+
+def first_result(conn: Connection, timeout: float = FIRST_RESULT_TIMEOUT_S) -> dict[str, Any]:
+    """The newest result line written by the running service process."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = service_state(conn)
+        if state.get("ActiveState") != "active":
+            raise ActivationFailed(
+                f"{UNIT_NAME} stopped on {conn.target} ({journal_tail(conn)}); see `journalctl -u {UNIT_NAME}`."
+            )
+        line = conn.run(["tail", "-n", "1", RESULTS_FILE], check=False).stdout.strip()
+        try:
+            record = json.loads(line) if line else None
+        except ValueError:
+            record = None
+        if isinstance(record, dict) and str(record.get("pid")) == state.get("MainPID"):
+            return record
+        if time.monotonic() > deadline:
+            raise ActivationFailed(
+                f"{UNIT_NAME} runs on {conn.target} but wrote no result within {timeout:.0f} s; "
+                "check the camera source in /etc/edgekit/camera.json."
+            )
+        time.sleep(0.5)

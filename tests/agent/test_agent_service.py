@@ -1,0 +1,182 @@
+"""The camera service end to end: a real agent process, a real video, a fake systemd socket."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime
+import pytest
+
+from edgekit.agent.__main__ import main
+from edgekit.agent.preprocess import PreprocessSpec, preprocess
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_serve(config: Path, **env: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "edgekit.agent", "serve", "--config", str(config)],
+        cwd=REPO_ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def line_count(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def listen(sock: socket.socket, proc: subprocess.Popen, results: Path, until=None, timeout=30.0):
+    """Datagrams received, each with the number of result lines on disk when it arrived."""
+    messages = []
+    deadline = time.monotonic() + timeout
+    sock.settimeout(0.1)
+    while time.monotonic() < deadline:
+        try:
+            message = sock.recv(4096).decode()
+        except TimeoutError:
+            if proc.poll() is not None:
+                break
+            continue
+        messages.append((message, line_count(results)))
+        if until is not None and until in message:
+            break
+    return messages
+
+
+def expected_labels(video: Path, release_dir: Path, model_path: Path) -> list[str]:
+    release = json.loads((release_dir / "release.json").read_text())
+    spec = PreprocessSpec.from_dict(release["preprocess"])
+    session = onnxruntime.InferenceSession(str(model_path))
+    capture = cv2.VideoCapture(str(video))
+    labels = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return labels
+        logits = session.run(None, {"image": preprocess(frame, spec)})[0]
+        labels.append(release["labels"][int(np.argmax(logits))])
+
+
+def test_a_short_video_is_classified_frame_by_frame(
+    make_video, make_site_config, notify_socket, release_dir, model_path, tmp_path
+):
+    sock, address = notify_socket
+    video = make_video(frames=12, fps=20)
+    results = tmp_path / "out" / "results.jsonl"
+    proc = start_serve(
+        make_site_config(video, loop=False, realtime=True),
+        NOTIFY_SOCKET=address,
+        WATCHDOG_USEC="200000",
+    )
+    messages = listen(sock, proc, results)
+    stdout, stderr = proc.communicate(timeout=10)
+    assert proc.returncode == 0, stderr
+    assert "ended after 12 frames" in stderr
+
+    texts = [m for m, _ in messages]
+    ready = [(m, lines) for m, lines in messages if "READY=1" in m]
+    assert len(ready) == 1
+    ready_message, lines_when_ready = ready[0]
+    assert lines_when_ready >= 1, "READY=1 must follow the first result"
+    assert "STATUS=fps=" in ready_message
+    assert texts.index(ready_message) > texts.index("STATUS=loading release r-test")
+    assert "WATCHDOG=1" in texts[texts.index(ready_message) :]
+    assert texts[-1] == "STOPPING=1"
+
+    lines = stdout.splitlines()
+    assert lines == results.read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["frame"] for r in records] == list(range(12))
+    labels = expected_labels(video, release_dir, release_dir / "model.int8.onnx")
+    assert [r["top"][0]["label"] for r in records] == labels
+    for record in records:
+        assert set(record) == {"ts", "frame", "release", "pid", "latency_ms", "fps", "top"}
+        assert record["release"] == "r-test"
+        assert record["pid"] == proc.pid
+        assert set(record["latency_ms"]) == {"pre", "infer", "post", "total"}
+        assert record["latency_ms"]["total"] >= record["latency_ms"]["infer"]
+        assert abs(record["ts"] - time.time()) < 60
+        scores = [t["score"] for t in record["top"]]
+        assert len(scores) == 3 and scores == sorted(scores, reverse=True)
+    assert records[0]["fps"] is None
+    # Paced at 20 fps like a live camera.
+    assert 10.0 <= records[-1]["fps"] <= 25.0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_finishes_the_frame_and_exits_cleanly(
+    make_video, make_site_config, notify_socket, tmp_path, signum
+):
+    sock, address = notify_socket
+    results = tmp_path / "out" / "results.jsonl"
+    proc = start_serve(
+        make_site_config(make_video(frames=5), loop=True, realtime=True), NOTIFY_SOCKET=address
+    )
+    try:
+        assert any("READY=1" in m for m, _ in listen(sock, proc, results, until="READY=1"))
+        deadline = time.monotonic() + 20
+        while line_count(results) <= 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        after = [m for m, _ in listen(sock, proc, results)]
+        stdout, stderr = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "STOPPING=1" in after
+    assert f"stopping on signal {int(signum)}" in stderr
+    records = [json.loads(line) for line in stdout.splitlines()]
+    # The looping source went past its 5 frames before the signal.
+    assert len(records) > 5
+    assert results.read_text().splitlines() == stdout.splitlines()
+
+
+def serve_error(argv, capsys, monkeypatch):
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    assert main(argv) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1
+    return json.loads(out[0])["error"]
+
+
+def test_a_config_error_is_one_json_line_and_exit_1(
+    make_video, make_site_config, capsys, monkeypatch
+):
+    path = make_site_config(make_video())
+    data = json.loads(path.read_text())
+    del data["results"]["path"]
+    path.write_text(json.dumps(data))
+    error = serve_error(["serve", "--config", str(path)], capsys, monkeypatch)
+    assert error["kind"] == "config"
+    assert "'results.path' is missing" in error["message"]
+    assert str(path) in error["message"]
+
+
+def test_a_release_error_is_reported_the_same_way(
+    make_video, make_site_config, release_dir, capsys, monkeypatch
+):
+    (release_dir / "model.int8.onnx").unlink()
+    error = serve_error(
+        ["serve", "--config", str(make_site_config(make_video()))], capsys, monkeypatch
+    )
+    assert error["kind"] == "model"
+    assert "model.int8.onnx" in error["message"]
+
+
+def test_a_missing_video_is_a_source_error(make_site_config, tmp_path, capsys, monkeypatch):
+    config = make_site_config(tmp_path / "missing.avi")
+    error = serve_error(["serve", "--config", str(config)], capsys, monkeypatch)
+    assert error["kind"] == "source"
+    assert "missing.avi" in error["message"]
