@@ -59,8 +59,15 @@ def build_bundle(request: BundleRequest, log: Callable[[str], None] = lambda tex
     log(f"model {model.path.name}: {model.inputs[0].name}{list(model.inputs[0].shape)}, opset {model.opset}")
     data = prepare(request.calib_dir, request.holdout_dir, model.preprocess, model.labels)
     key = hashlib.sha256(
-        json.dumps([BUNDLE_VERSION, model.sha256, data.sha256,
-                    hashlib.sha256(data.holdout.tobytes()).hexdigest(), request.precision]).encode()
+        json.dumps(
+            [
+                BUNDLE_VERSION,
+                model.sha256,
+                data.sha256,
+                hashlib.sha256(data.holdout.tobytes()).hexdigest(),
+                request.precision,
+            ]
+        ).encode()
     ).hexdigest()[:20]
     directory = CACHE_DIR / key
     directory.mkdir(parents=True, exist_ok=True)

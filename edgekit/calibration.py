@@ -78,7 +78,9 @@ def load_tensors(paths: tuple[Path, ...] | list[Path], spec: PreprocessSpec) -> 
     return np.stack(batch).astype(np.float32)
 
 
-def prepare(calib_dir: Path, holdout_dir: Path | None, spec: PreprocessSpec, labels: tuple[str, ...]) -> CalibrationData:
+def prepare(
+    calib_dir: Path, holdout_dir: Path | None, spec: PreprocessSpec, labels: tuple[str, ...]
+) -> CalibrationData:
     """Preprocess calibration and hold-out images; refuse sets too small to calibrate on."""
     paths = list_images(calib_dir)
     if holdout_dir is None:

@@ -76,7 +76,9 @@ def inspect_model(path: Path) -> ModelInfo:
         PreprocessSpec.from_dict(meta["preprocess"]) if "preprocess" in meta else _default_preprocess(inputs[0], path)
     )
     if preprocess.input_name != inputs[0].name:
-        raise ModelError(f"{path}'s metadata preprocesses {preprocess.input_name!r} but the input is {inputs[0].name!r}.")
+        raise ModelError(
+            f"{path}'s metadata preprocesses {preprocess.input_name!r} but the input is {inputs[0].name!r}."
+        )
     task = meta.get("task", "classify")
     if task not in TASKS:
         raise ModelError(f"{path} declares task {task!r}; this edgekit serves: {', '.join(TASKS)}.")
@@ -115,7 +117,9 @@ def _default_preprocess(tensor: TensorInfo, path: Path) -> PreprocessSpec:
     """Without edgekit metadata, read the layout off a [N, C, H, W] or [N, H, W, C] float input."""
     shape = tensor.shape
     if tensor.dtype != "float32" or len(shape) != 4:
-        raise ModelError(f"{path}'s input {tensor.name!r} is {tensor.dtype}{list(shape)}; edgekit expects a float32 image batch.")
+        raise ModelError(
+            f"{path}'s input {tensor.name!r} is {tensor.dtype}{list(shape)}; edgekit expects a float32 image batch."
+        )
     if shape[1] in (1, 3) and isinstance(shape[2], int) and isinstance(shape[3], int):
         channels, height, width, layout = shape[1], shape[2], shape[3], "NCHW"
     elif shape[3] in (1, 3) and isinstance(shape[1], int) and isinstance(shape[2], int):

@@ -46,7 +46,9 @@ class SourceSpec:
         if local is not None:
             return f"file://{release_path}/media/{local.name}"
         if "://" not in self.text:
-            raise PreflightFailed(f"The source {self.text!r} is neither a local file nor a URI such as file:///dev/path.")
+            raise PreflightFailed(
+                f"The source {self.text!r} is neither a local file nor a URI such as file:///dev/path."
+            )
         return self.text
 
 
@@ -136,8 +138,7 @@ def provision(
     preflight(facts)
     python_version = facts["python"]["version"]
     wheels = [
-        Blob.of(path)
-        for path in fetch_wheels(python_version, facts["platform"]["machine"], facts["platform"]["glibc"])
+        Blob.of(path) for path in fetch_wheels(python_version, facts["platform"]["machine"], facts["platform"]["glibc"])
     ]
 
     files = {name: Blob.of(path) for name, path in bundle.files.items()}
@@ -169,8 +170,12 @@ def provision(
     reporter.step("checking accuracy on the device")
     path = release_dir(rid)
     try:
-        gate = call_agent(conn, f"{VENV_LINK}/bin/python", f"{path}/agent.pyz",
-                          ["gate", "--release-dir", path, "--samples", f"{path}/gate.npz"])
+        gate = call_agent(
+            conn,
+            f"{VENV_LINK}/bin/python",
+            f"{path}/agent.pyz",
+            ["gate", "--release-dir", path, "--samples", f"{path}/gate.npz"],
+        )
     except BaseException:
         if release_new and install.current_release(conn) != rid:
             install.remove_release(conn, rid)

@@ -38,7 +38,9 @@ def runtime_requirements(python_version: str) -> tuple[str, ...]:
     minor = ".".join(python_version.split(".")[:2])
     if minor not in ONNXRUNTIME_PINS:
         known = ", ".join(ONNXRUNTIME_PINS)
-        raise PreflightFailed(f"The device runs Python {python_version}; the onnxruntime backend is pinned for {known}.")
+        raise PreflightFailed(
+            f"The device runs Python {python_version}; the onnxruntime backend is pinned for {known}."
+        )
     return ONNXRUNTIME_PINS[minor]
 
 
@@ -52,8 +54,21 @@ def fetch_wheels(python_version: str, machine: str, glibc: str, cache_dir: Path 
     if len(found) == len(wanted):
         return found
     target.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-               "--implementation", "cp", "--python-version", minor, "--dest", str(target)]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--implementation",
+        "cp",
+        "--python-version",
+        minor,
+        "--dest",
+        str(target),
+    ]
     for tag in platform_tags(machine, glibc):
         command += ["--platform", tag]
     done = subprocess.run(command + list(requirements), capture_output=True, text=True)

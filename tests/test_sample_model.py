@@ -102,9 +102,7 @@ def test_batch_dimension_is_dynamic(session: ort.InferenceSession) -> None:
         assert logits.shape == (n, 10)
 
 
-def test_holdout_accuracy_matches_recorded_metrics(
-    session: ort.InferenceSession, metrics: dict[str, float]
-) -> None:
+def test_holdout_accuracy_matches_recorded_metrics(session: ort.InferenceSession, metrics: dict[str, float]) -> None:
     labels = read_labels(SAMPLES / "holdout" / "labels.csv", "file")
     assert len(labels) == metrics["holdout_samples"] == 360
     names = sorted(labels)
@@ -115,9 +113,7 @@ def test_holdout_accuracy_matches_recorded_metrics(
     assert accuracy >= 0.97
 
 
-def test_clip_decodes_and_is_classified(
-    session: ort.InferenceSession, metrics: dict[str, float]
-) -> None:
+def test_clip_decodes_and_is_classified(session: ort.InferenceSession, metrics: dict[str, float]) -> None:
     capture = cv2.VideoCapture(str(SAMPLES / "clip.avi"))
     assert capture.isOpened()
     frames = []

@@ -103,7 +103,7 @@ class _Reader:
 
 def _load_json(path: str) -> _Reader:
     try:
-        with open(path, "r", encoding="utf-8") as handle:
+        with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
     except FileNotFoundError:
         raise AgentError("config", f"The config file {path} does not exist.") from None

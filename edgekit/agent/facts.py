@@ -89,9 +89,7 @@ def _jetson() -> dict[str, Any]:
         "nv_tegra_release": release,
         "l4t": None if release is None else parse_tegra_release(release),
         "model": None if model is None else model.decode("utf-8", "replace").rstrip("\0"),
-        "compatible": []
-        if compatible is None
-        else [c for c in compatible.decode("utf-8", "replace").split("\0") if c],
+        "compatible": [] if compatible is None else [c for c in compatible.decode("utf-8", "replace").split("\0") if c],
     }
 
 

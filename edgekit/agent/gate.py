@@ -55,9 +55,7 @@ def run_gate(release_dir: str, samples_path: str) -> dict[str, Any]:
     backend = load_backend(release.backend, release.model_path)
     try:
         if len(backend.input_names) != 1:
-            raise AgentError(
-                "model", f"The gate needs a single-input model, not {backend.input_names!r}."
-            )
+            raise AgentError("model", f"The gate needs a single-input model, not {backend.input_names!r}.")
         input_name = backend.input_names[0]
         inputs = samples["inputs"].astype(np.float32, copy=False)
         reference = samples["reference"].reshape(len(inputs), -1)
@@ -71,8 +69,7 @@ def run_gate(release_dir: str, samples_path: str) -> dict[str, Any]:
             if output.size != reference.shape[1]:
                 raise AgentError(
                     "samples",
-                    f"The model gives {output.size} values per sample but the reference "
-                    f"has {reference.shape[1]}.",
+                    f"The model gives {output.size} values per sample but the reference has {reference.shape[1]}.",
                 )
             outputs[index] = output.reshape(-1)
     finally:

@@ -6,7 +6,7 @@ it on every camera frame, so what INT8 calibration saw is bit-for-bit what infer
 
 from __future__ import annotations
 
-from typing import Any, Dict, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -14,7 +14,7 @@ COLORS = ("gray", "rgb", "bgr")
 RESIZE_MODES = ("stretch", "letterbox")
 
 
-class PreprocessSpec(object):
+class PreprocessSpec:
     """How a BGR frame becomes the model's input tensor (batch of one)."""
 
     def __init__(
@@ -31,13 +31,13 @@ class PreprocessSpec(object):
         std: Sequence[float] = (1.0,),
     ) -> None:
         if layout not in ("NCHW", "NHWC"):
-            raise ValueError("layout must be NCHW or NHWC, not %r" % (layout,))
+            raise ValueError(f"layout must be NCHW or NHWC, not {layout!r}")
         if color not in COLORS:
-            raise ValueError("color must be one of %s, not %r" % (", ".join(COLORS), color))
+            raise ValueError("color must be one of {}, not {!r}".format(", ".join(COLORS), color))
         if resize not in RESIZE_MODES:
-            raise ValueError("resize must be one of %s, not %r" % (", ".join(RESIZE_MODES), resize))
+            raise ValueError("resize must be one of {}, not {!r}".format(", ".join(RESIZE_MODES), resize))
         if (color == "gray") != (channels == 1):
-            raise ValueError("color %r does not fit %d input channel(s)" % (color, channels))
+            raise ValueError(f"color {color!r} does not fit {channels} input channel(s)")
         self.input_name = input_name
         self.height = int(height)
         self.width = int(width)
@@ -49,7 +49,7 @@ class PreprocessSpec(object):
         self.mean = [float(v) for v in mean]
         self.std = [float(v) for v in std]
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "input_name": self.input_name,
             "height": self.height,
@@ -64,14 +64,14 @@ class PreprocessSpec(object):
         }
 
     @classmethod
-    def from_dict(cls, data: Dict[str, Any]) -> "PreprocessSpec":
+    def from_dict(cls, data: dict[str, Any]) -> PreprocessSpec:
         return cls(**data)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PreprocessSpec) and self.to_dict() == other.to_dict()
 
     def __repr__(self) -> str:
-        return "PreprocessSpec(%r)" % (self.to_dict(),)
+        return f"PreprocessSpec({self.to_dict()!r})"
 
 
 def _letterbox(image: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -15,9 +15,7 @@ class ResultWriter:
     tailing ``path`` always sees the newest results and the disk use stays bounded.
     """
 
-    def __init__(
-        self, path: str, max_bytes: int, backups: int, stream: TextIO | None = None
-    ) -> None:
+    def __init__(self, path: str, max_bytes: int, backups: int, stream: TextIO | None = None) -> None:
         self.path = path
         self.max_bytes = int(max_bytes)
         self.backups = int(backups)

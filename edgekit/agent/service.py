@@ -94,9 +94,7 @@ class Heartbeat:
         elif now - self._last_status >= STATUS_PERIOD_S:
             notify(status)
             self._last_status = now
-        if self._watchdog is not None and (
-            self._last_ping is None or now - self._last_ping >= self._watchdog
-        ):
+        if self._watchdog is not None and (self._last_ping is None or now - self._last_ping >= self._watchdog):
             notify("WATCHDOG=1")
             self._last_ping = now
 

@@ -21,12 +21,18 @@ def provision_command(
     model: Annotated[Path, typer.Option(help="The ONNX model to deploy.")],
     calib: Annotated[Path, typer.Option(help="Folder of calibration images from the scene.")],
     source: Annotated[str, typer.Option(help="Camera source: a local video (shipped) or a device URI.")],
-    holdout: Annotated[Path | None, typer.Option(help="Held-out images (labels.csv optional) for the accuracy gate.")] = None,
+    holdout: Annotated[
+        Path | None, typer.Option(help="Held-out images (labels.csv optional) for the accuracy gate.")
+    ] = None,
     precision: Annotated[str, typer.Option(help="int8 (default) or fp32.")] = "int8",
     gate_threshold: Annotated[float, typer.Option(help="Minimum top-1 agreement with FP32 on held-out images.")] = 0.99,
     identity: Annotated[Path | None, typer.Option("--identity", "-i", help="SSH private key.")] = None,
-    known_hosts: Annotated[Path, typer.Option(help="known_hosts file to verify the device against.")] = DEFAULT_KNOWN_HOSTS,
-    accept_new_host_key: Annotated[bool, typer.Option(help="Trust an unknown host key (its fingerprint is printed).")] = False,
+    known_hosts: Annotated[
+        Path, typer.Option(help="known_hosts file to verify the device against.")
+    ] = DEFAULT_KNOWN_HOSTS,
+    accept_new_host_key: Annotated[
+        bool, typer.Option(help="Trust an unknown host key (its fingerprint is printed).")
+    ] = False,
     ssh_config: Annotated[bool, typer.Option(help="Read ~/.ssh/config for aliases, users, keys, ProxyJump.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
 ) -> None:
@@ -49,8 +55,12 @@ def provision_command(
         )
     try:
         with Progress(
-            TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-            console=err_console, transient=True,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=err_console,
+            transient=True,
         ) as progress:
             step = progress.add_task("connecting", total=None)
             upload: list[TaskID] = []
@@ -65,8 +75,14 @@ def provision_command(
                 progress.update(step, description=text)
                 err_console.print(f"[dim]·[/] {text}")
 
-            result = provision(conn, bundle, SourceSpec(source), precision, gate_threshold,
-                               Reporter(step=announce, upload=start_upload, progress=advance))
+            result = provision(
+                conn,
+                bundle,
+                SourceSpec(source),
+                precision,
+                gate_threshold,
+                Reporter(step=announce, upload=start_upload, progress=advance),
+            )
     finally:
         conn.close()
     if as_json:
@@ -77,13 +93,21 @@ def provision_command(
 
 def _summary(result: ProvisionResult) -> None:
     gate = result.gate
-    accuracy = "" if gate.get("accuracy") is None else f", accuracy {gate['accuracy']:.1%} (FP32 {gate['reference_accuracy']:.1%})"
+    accuracy = (
+        ""
+        if gate.get("accuracy") is None
+        else f", accuracy {gate['accuracy']:.1%} (FP32 {gate['reference_accuracy']:.1%})"
+    )
     top = result.first_result.get("top", [{}])[0]
     err_console.print(f"[bold green]provisioned[/] {result.target} ({'changed' if result.changed else 'unchanged'})")
     err_console.print(f"  device     {result.device_model or 'unknown'} (L4T {result.l4t or '?'})")
     err_console.print(f"  profile    {result.profile or 'none matched'}")
     err_console.print(f"  release    {result.release}, {result.precision} on {result.backend}, Python {result.python}")
-    err_console.print(f"  gate       top-1 agreement {gate['top1_agreement']:.1%} on {gate['samples']} samples "
-                      f"(threshold {gate['threshold']:.0%}){accuracy}")
-    err_console.print(f"  service    edgekit-camera.service active, {result.fps or 0:.1f} FPS, "
-                      f"first result: {top.get('label')} ({top.get('score')})")
+    err_console.print(
+        f"  gate       top-1 agreement {gate['top1_agreement']:.1%} on {gate['samples']} samples "
+        f"(threshold {gate['threshold']:.0%}){accuracy}"
+    )
+    err_console.print(
+        f"  service    edgekit-camera.service active, {result.fps or 0:.1f} FPS, "
+        f"first result: {top.get('label')} ({top.get('score')})"
+    )

@@ -50,7 +50,9 @@ def down_command(name: NameOption = "jetson") -> None:
 
 
 @app.command("status")
-def status_command(name: Annotated[str | None, typer.Option("--name", "-n")] = None, as_json: JsonOption = False) -> None:
+def status_command(
+    name: Annotated[str | None, typer.Option("--name", "-n")] = None, as_json: JsonOption = False
+) -> None:
     """Show one twin, or all of them."""
     infos = [twin_status(name)] if name else list_twins()
     found = [info for info in infos if info is not None]
@@ -72,11 +74,16 @@ def ssh_command(ctx: typer.Context, name: NameOption = "jetson") -> None:
         raise TwinError(f"The twin {name!r} is not running; start it with `edgekit twin up --name {name}`.")
     argv = [
         "ssh",
-        "-i", info.identity,
-        "-p", str(info.port),
-        "-o", f"UserKnownHostsFile={info.known_hosts}",
-        "-o", "StrictHostKeyChecking=yes",
-        "-o", "IdentitiesOnly=yes",
+        "-i",
+        info.identity,
+        "-p",
+        str(info.port),
+        "-o",
+        f"UserKnownHostsFile={info.known_hosts}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "IdentitiesOnly=yes",
         f"{info.user}@127.0.0.1",
         *ctx.args,
     ]

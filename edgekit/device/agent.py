@@ -22,7 +22,9 @@ def stage_agent(conn: Connection, agent: Path, digest: str) -> str:
     return remote
 
 
-def call_agent(conn: Connection, python: str, agent: str, args: Sequence[str], timeout: float = 300.0) -> dict[str, Any]:
+def call_agent(
+    conn: Connection, python: str, agent: str, args: Sequence[str], timeout: float = 300.0
+) -> dict[str, Any]:
     """Run ``python agent args`` and return its JSON object; an agent error becomes DeviceError."""
     result = conn.run([python, agent, *args], check=False, timeout=timeout)
     lines = result.stdout.strip().splitlines()
@@ -32,7 +34,10 @@ def call_agent(conn: Connection, python: str, agent: str, args: Sequence[str], t
         answer = None
     if not isinstance(answer, dict):
         detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise DeviceError(f"The edgekit agent on {conn.target} gave no answer to `{args[0]}` ({detail}); check that python3 runs there.")
+        raise DeviceError(
+            f"The edgekit agent on {conn.target} gave no answer to `{args[0]}` ({detail}); "
+            "check that python3 runs there."
+        )
     if "error" in answer:
         error = answer["error"]
         raise DeviceError(f"The device could not {args[0]}: {error.get('message', error)}")

@@ -63,8 +63,9 @@ def upload_blobs(
         conn.put(blob.local, part, progress)
         commit = conn.run(["sh", "-c", _COMMIT, "sh", part, blob.digest, BLOBS_DIR], sudo=True, check=False)
         if not commit.ok:
+            why = commit.stdout.strip() or commit.stderr.strip()
             raise DeviceError(
-                f"{blob.local.name} arrived corrupted on {conn.target} ({commit.stdout.strip() or commit.stderr.strip()}); "
+                f"{blob.local.name} arrived corrupted on {conn.target} ({why}); "
                 "re-run to send it again, and check the device's storage if it repeats."
             )
         sent.append(blob)

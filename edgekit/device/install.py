@@ -30,7 +30,7 @@ from edgekit.ssh.connection import Connection
 OVERLAY_DIR = Path(__file__).resolve().parent.parent.parent / "firmware_overlay"
 UNIT_SOURCE = OVERLAY_DIR / "etc/systemd/system" / UNIT_NAME
 
-_VENV = r'''
+_VENV = r"""
 set -e
 venvs="$1"; key="$2"; link="$3"; blobs="$4"; shift 4
 if [ ! -f "$venvs/$key/.complete" ]; then
@@ -46,9 +46,9 @@ fi
 if [ "$(readlink "$link")" != "$venvs/$key/env" ]; then
   ln -sfn "$venvs/$key/env" "$link.tmp" && mv -T "$link.tmp" "$link" && echo changed
 fi
-'''
+"""
 
-_RELEASE = r'''
+_RELEASE = r"""
 set -e
 dir="$1"; blobs="$2"; shift 2
 [ -d "$dir" ] && exit 0
@@ -56,10 +56,10 @@ rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
 while [ $# -gt 0 ]; do mkdir -p "$(dirname "$dir.tmp/$2")"; ln -f "$blobs/$1" "$dir.tmp/$2"; shift 2; done
 mv "$dir.tmp" "$dir"
 echo changed
-'''
+"""
 
 # Service user, unit and config; prints "changed" when anything differs from what is there.
-_SYSTEM = r'''
+_SYSTEM = r"""
 set -e
 user="$1"; blobs="$2"; unit_blob="$3"; unit="$4"; config_blob="$5"; config="$6"
 if ! id -u "$user" >/dev/null 2>&1; then
@@ -77,9 +77,9 @@ if ! cmp -s "$blobs/$unit_blob" "$unit"; then
   echo changed
 fi
 systemctl enable --quiet "$(basename "$unit")"
-'''
+"""
 
-_SWITCH = r'''
+_SWITCH = r"""
 set -e
 target="$1"; current="$2"; previous="$3"
 old="$(readlink "$current" || true)"
@@ -87,7 +87,7 @@ if [ -n "$old" ] && [ "$old" != "$target" ]; then
   ln -sfn "$old" "$previous.tmp" && mv -T "$previous.tmp" "$previous"
 fi
 ln -sfn "$target" "$current.tmp" && mv -T "$current.tmp" "$current"
-'''
+"""
 
 
 def _changed(conn: Connection, script: str, args: Sequence[str], timeout: float = 600.0) -> bool:

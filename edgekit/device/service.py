@@ -27,8 +27,11 @@ def is_active(conn: Connection) -> bool:
 
 
 def journal_tail(conn: Connection, lines: int = 5) -> str:
-    shown = conn.run(["journalctl", "--unit", UNIT_NAME, "--lines", str(lines), "--output", "cat", "--no-pager"],
-                     sudo=True, check=False)
+    shown = conn.run(
+        ["journalctl", "--unit", UNIT_NAME, "--lines", str(lines), "--output", "cat", "--no-pager"],
+        sudo=True,
+        check=False,
+    )
     return " / ".join(line.strip() for line in shown.stdout.strip().splitlines()[-lines:]) or "no journal output"
 
 

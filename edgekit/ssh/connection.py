@@ -55,9 +55,7 @@ class Connection(Protocol):
         timeout: float | None = None,
     ) -> RunResult: ...
 
-    def put(
-        self, local: Path, remote: str, progress: ProgressCallback | None = None
-    ) -> None: ...
+    def put(self, local: Path, remote: str, progress: ProgressCallback | None = None) -> None: ...
 
     def get(self, remote: str, local: Path) -> None: ...
 
@@ -95,8 +93,7 @@ class SSHConnection:
             raw = self._conn.run(line, hide=True, warn=True, in_stream=False, timeout=timeout)
         except invoke.CommandTimedOut as exc:
             raise DeviceUnreachable(
-                f"{self.target} did not finish `{line}` within {timeout:.0f} s; "
-                "check the device's load and re-run."
+                f"{self.target} did not finish `{line}` within {timeout:.0f} s; check the device's load and re-run."
             ) from exc
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise self._dropped(exc) from exc
@@ -228,9 +225,7 @@ def open_connection(
     return SSHConnection(resolved, conn)
 
 
-def _install_host_key_checking(
-    client: paramiko.SSHClient, known_hosts: Path, policy: KnownHostsPolicy
-) -> None:
+def _install_host_key_checking(client: paramiko.SSHClient, known_hosts: Path, policy: KnownHostsPolicy) -> None:
     host_keys = client.get_host_keys()
     host_keys.clear()
     for name, keys in load_known_hosts(known_hosts).items():

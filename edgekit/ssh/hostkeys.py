@@ -10,8 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import paramiko
 
@@ -47,16 +47,12 @@ def load_known_hosts(path: Path) -> paramiko.HostKeys:
 class KnownHostsPolicy(paramiko.MissingHostKeyPolicy):
     """Reject unknown keys unless ``accept_new``; then append the key to ``path``."""
 
-    def __init__(
-        self, path: Path, accept_new: bool, on_accept: Callable[[str, str], None]
-    ) -> None:
+    def __init__(self, path: Path, accept_new: bool, on_accept: Callable[[str, str], None]) -> None:
         self.path = path
         self.accept_new = accept_new
         self.on_accept = on_accept
 
-    def missing_host_key(
-        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
-    ) -> None:
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
         if not self.accept_new:
             raise UnknownHostKey(
                 f"{hostname} is not in {self.path} (its {key.get_name()} key is "

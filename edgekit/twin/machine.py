@@ -167,9 +167,7 @@ def _personalise(root: Path, state: Path, name: str, profile: Profile, port: int
     (root / "etc/hostname").write_text(f"{name}\n")
     # sudo resolves its own host name and complains on every call when it cannot.
     (root / "etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {name}\n::1 localhost\n")
-    (root / "etc/ssh/sshd_config.d/20-edgekit-twin-port.conf").write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\n"
-    )
+    (root / "etc/ssh/sshd_config.d/20-edgekit-twin-port.conf").write_text(f"Port {port}\nListenAddress 127.0.0.1\n")
     host_key = root / "etc/ssh/ssh_host_ed25519_key"
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"twin-{name}", "-f", str(host_key)],
@@ -190,9 +188,7 @@ def _personalise(root: Path, state: Path, name: str, profile: Profile, port: int
     # not trust on first use; `twin ssh` then checks it strictly.
     public = Path(f"{host_key}.pub").read_text().split()
     (state / "known_hosts").write_text(f"[127.0.0.1]:{port} {public[0]} {public[1]}\n")
-    printed = subprocess.run(
-        ["ssh-keygen", "-l", "-f", f"{host_key}.pub"], capture_output=True, text=True, check=True
-    )
+    printed = subprocess.run(["ssh-keygen", "-l", "-f", f"{host_key}.pub"], capture_output=True, text=True, check=True)
     return printed.stdout.split()[1]
 
 
@@ -240,7 +236,9 @@ def _wait_until_booted(info: TwinInfo, state: Path) -> None:
             if done.stdout.strip() in ("running", "degraded"):
                 return
         time.sleep(0.3)
-    raise TwinError(f"The twin {info.name!r} did not finish booting within {BOOT_TIMEOUT_S:.0f} s; see {state}/console.log.")
+    raise TwinError(
+        f"The twin {info.name!r} did not finish booting within {BOOT_TIMEOUT_S:.0f} s; see {state}/console.log."
+    )
 
 
 def _ssh_banner(port: int) -> bool:

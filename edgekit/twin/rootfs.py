@@ -108,9 +108,7 @@ def ensure_rootfs(log: Log, cache_root: Path = CACHE_ROOT) -> Path:
 
 
 def _run_logged(command: list[str], log: Log) -> None:
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
-    )
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     assert process.stdout is not None
     tail: list[str] = []
     for line in process.stdout:

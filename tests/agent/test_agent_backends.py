@@ -54,9 +54,7 @@ def test_a_device_without_onnxruntime_is_told_to_provision(model_path, monkeypat
     with pytest.raises(AgentError) as caught:
         load_backend("onnxruntime", str(model_path))
     assert caught.value.kind == "backend"
-    assert caught.value.message == (
-        "onnxruntime is not installed in the agent's environment; re-run edgekit provision"
-    )
+    assert caught.value.message == ("onnxruntime is not installed in the agent's environment; re-run edgekit provision")
 
 
 def test_an_input_that_does_not_fit_the_model_is_a_backend_error(model_path):

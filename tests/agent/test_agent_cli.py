@@ -39,17 +39,13 @@ def test_gate(capsys, tmp_path, release_dir):
     samples = tmp_path / "samples.npz"
     inputs = np.zeros((2, 1, 8, 8), np.float32)
     np.savez(samples, inputs=inputs, reference=np.zeros((2, 10), np.float32))
-    code, result = run_main(
-        ["gate", "--release-dir", str(release_dir), "--samples", str(samples)], capsys
-    )
+    code, result = run_main(["gate", "--release-dir", str(release_dir), "--samples", str(samples)], capsys)
     assert code == 0
     assert result["samples"] == 2
 
 
 def test_an_agent_error_is_a_json_error_and_exit_1(capsys, tmp_path):
-    code, result = run_main(
-        ["gate", "--release-dir", str(tmp_path), "--samples", str(tmp_path / "s.npz")], capsys
-    )
+    code, result = run_main(["gate", "--release-dir", str(tmp_path), "--samples", str(tmp_path / "s.npz")], capsys)
     assert code == 1
     assert result["error"]["kind"] == "config"
     assert "release.json" in result["error"]["message"]

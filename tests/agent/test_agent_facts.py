@@ -10,12 +10,10 @@ from edgekit.agent.facts import (
 )
 
 JP6 = (
-    "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, "
-    "DATE: Wed Jan  8 01:49:37 UTC 2025"
+    "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, DATE: Wed Jan  8 01:49:37 UTC 2025"
 )
 JP5 = (
-    "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, "
-    "DATE: Tue Aug  1 19:57:35 UTC 2023"
+    "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, DATE: Tue Aug  1 19:57:35 UTC 2023"
 )
 
 

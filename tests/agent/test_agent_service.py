@@ -116,14 +116,10 @@ def test_a_short_video_is_classified_frame_by_frame(
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_finishes_the_frame_and_exits_cleanly(
-    make_video, make_site_config, notify_socket, tmp_path, signum
-):
+def test_a_signal_finishes_the_frame_and_exits_cleanly(make_video, make_site_config, notify_socket, tmp_path, signum):
     sock, address = notify_socket
     results = tmp_path / "out" / "results.jsonl"
-    proc = start_serve(
-        make_site_config(make_video(frames=5), loop=True, realtime=True), NOTIFY_SOCKET=address
-    )
+    proc = start_serve(make_site_config(make_video(frames=5), loop=True, realtime=True), NOTIFY_SOCKET=address)
     try:
         assert any("READY=1" in m for m, _ in listen(sock, proc, results, until="READY=1"))
         deadline = time.monotonic() + 20
@@ -151,9 +147,7 @@ def serve_error(argv, capsys, monkeypatch):
     return json.loads(out[0])["error"]
 
 
-def test_a_config_error_is_one_json_line_and_exit_1(
-    make_video, make_site_config, capsys, monkeypatch
-):
+def test_a_config_error_is_one_json_line_and_exit_1(make_video, make_site_config, capsys, monkeypatch):
     path = make_site_config(make_video())
     data = json.loads(path.read_text())
     del data["results"]["path"]
@@ -164,13 +158,9 @@ def test_a_config_error_is_one_json_line_and_exit_1(
     assert str(path) in error["message"]
 
 
-def test_a_release_error_is_reported_the_same_way(
-    make_video, make_site_config, release_dir, capsys, monkeypatch
-):
+def test_a_release_error_is_reported_the_same_way(make_video, make_site_config, release_dir, capsys, monkeypatch):
     (release_dir / "model.int8.onnx").unlink()
-    error = serve_error(
-        ["serve", "--config", str(make_site_config(make_video()))], capsys, monkeypatch
-    )
+    error = serve_error(["serve", "--config", str(make_site_config(make_video()))], capsys, monkeypatch)
     assert error["kind"] == "model"
     assert "model.int8.onnx" in error["message"]
 

@@ -66,15 +66,11 @@ def test_the_agent_has_modules():
 def test_module_is_python_38(path):
     tree = parse(path)
     has_annotations = any(
-        isinstance(n, ast.AnnAssign)
-        or getattr(n, "returns", None)
-        or getattr(n, "annotation", None)
+        isinstance(n, ast.AnnAssign) or getattr(n, "returns", None) or getattr(n, "annotation", None)
         for n in ast.walk(tree)
     )
     future = any(
-        isinstance(n, ast.ImportFrom)
-        and n.module == "__future__"
-        and any(a.name == "annotations" for a in n.names)
+        isinstance(n, ast.ImportFrom) and n.module == "__future__" and any(a.name == "annotations" for a in n.names)
         for n in tree.body
     )
     # Without it, dict[str, int] or X | None in an annotation fails on 3.8 at import.

@@ -34,8 +34,7 @@ def load_backend(name: str, model_path: str) -> Backend:
     if module_name is None:
         raise AgentError(
             "backend",
-            f"The release asks for backend {name!r}, but this agent only has: "
-            f"{', '.join(sorted(_MODULES))}.",
+            f"The release asks for backend {name!r}, but this agent only has: {', '.join(sorted(_MODULES))}.",
         )
     module = importlib.import_module(module_name, __name__)
     backend: Backend = module.load(model_path)

@@ -41,12 +41,8 @@ def load(model_path: str) -> OnnxRuntimeBackend:
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     try:
-        session = onnxruntime.InferenceSession(
-            model_path, sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        session = onnxruntime.InferenceSession(model_path, sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001
         # onnxruntime raises its own pybind exception types, which do not share a base class.
-        raise AgentError(
-            "model", f"onnxruntime could not load the model {model_path}: {exc}"
-        ) from None
+        raise AgentError("model", f"onnxruntime could not load the model {model_path}: {exc}") from None
     return OnnxRuntimeBackend(session)
