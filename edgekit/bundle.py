@@ -65,6 +65,7 @@ def build_bundle(request: BundleRequest, log: Callable[[str], None] = lambda tex
                 model.sha256,
                 data.sha256,
                 hashlib.sha256(data.holdout.tobytes()).hexdigest(),
+                None if data.holdout_labels is None else hashlib.sha256(data.holdout_labels.tobytes()).hexdigest(),
                 request.precision,
             ]
         ).encode()

@@ -50,7 +50,11 @@ def read_holdout(directory: Path, label_names: tuple[str, ...]) -> ImageSet:
     labels_file = directory / "labels.csv"
     if not labels_file.is_file():
         return ImageSet(tuple(paths), None)
-    by_file = {row["file"]: row["label"] for row in csv.DictReader(io.StringIO(labels_file.read_text()))}
+    # utf-8-sig: spreadsheets save CSV with a byte-order mark.
+    rows = csv.DictReader(io.StringIO(labels_file.read_text(encoding="utf-8-sig")))
+    if rows.fieldnames is None or not {"file", "label"} <= set(rows.fieldnames):
+        raise ModelError(f"{labels_file} must start with the header line `file,label`; add it.")
+    by_file = {row["file"]: row["label"] for row in rows}
     try:
         labels = tuple(_label_index(by_file[p.name], label_names) for p in paths)
     except KeyError as exc:

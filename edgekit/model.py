@@ -72,9 +72,9 @@ def inspect_model(path: Path) -> ModelInfo:
     if len(inputs) != 1:
         raise ModelError(f"{path} has {len(inputs)} inputs; edgekit serves camera models with exactly one image input.")
     meta = _edgekit_metadata(model, path)
-    preprocess = (
-        PreprocessSpec.from_dict(meta["preprocess"]) if "preprocess" in meta else _default_preprocess(inputs[0], path)
-    )
+    preprocess = _declared_preprocess(meta["preprocess"], path) if "preprocess" in meta else None
+    preprocess = preprocess or _default_preprocess(inputs[0], path)
+    _check_fits(preprocess, inputs[0], path)
     if preprocess.input_name != inputs[0].name:
         raise ModelError(
             f"{path}'s metadata preprocesses {preprocess.input_name!r} but the input is {inputs[0].name!r}."
@@ -135,3 +135,25 @@ def _default_preprocess(tensor: TensorInfo, path: Path) -> PreprocessSpec:
         layout=layout,
         color="gray" if channels == 1 else "rgb",
     )
+
+
+def _declared_preprocess(data: object, path: Path) -> PreprocessSpec:
+    try:
+        if not isinstance(data, dict):
+            raise TypeError("not a JSON object")
+        return PreprocessSpec.from_dict(data)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{path}'s {METADATA_KEY} preprocess metadata is invalid ({exc}); fix the export.") from exc
+
+
+def _check_fits(spec: PreprocessSpec, tensor: TensorInfo, path: Path) -> None:
+    """The tensor preprocessing makes must be one the model accepts."""
+    n, *rest = tensor.shape if len(tensor.shape) == 4 else (None, None, None, None)
+    made = (
+        (spec.channels, spec.height, spec.width) if spec.layout == "NCHW" else (spec.height, spec.width, spec.channels)
+    )
+    if any(isinstance(want, int) and want != got for want, got in zip(rest, made, strict=True)) or n is None:
+        raise ModelError(
+            f"{path}'s preprocessing makes {spec.layout} {list(made)} but the input {tensor.name!r} is "
+            f"{list(tensor.shape)}; fix the {METADATA_KEY} metadata."
+        )

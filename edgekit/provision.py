@@ -88,6 +88,8 @@ def preflight(facts: dict[str, Any]) -> None:
         raise PreflightFailed(
             f"The device runs Python {facts['python']['version']}; edgekit needs 3.8 or newer (JetPack 5.1 or later)."
         )
+    if not facts["platform"].get("glibc"):
+        raise PreflightFailed("The device's Python reports no glibc; edgekit supports glibc-based Linux (L4T, Debian).")
     if not facts.get("systemd"):
         raise PreflightFailed("The device does not run systemd; the camera service needs it as PID 1.")
     if facts.get("cv2") is None:

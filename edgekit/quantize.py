@@ -53,7 +53,12 @@ def quantize_qdq(model_path: Path, input_name: str, calibration: np.ndarray, out
                     calibrate_method=CalibrationMethod.Entropy,
                     extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
                 )
-        except (ValueError, RuntimeError, onnxruntime.capi.onnxruntime_pybind11_state.Fail) as exc:
+        except (
+            ValueError,
+            RuntimeError,
+            onnxruntime.capi.onnxruntime_pybind11_state.Fail,
+            onnxruntime.capi.onnxruntime_pybind11_state.InvalidArgument,
+        ) as exc:
             raise ModelError(
                 f"INT8 quantization of {model_path} failed ({exc}); check the model runs in onnxruntime."
             ) from exc

@@ -11,6 +11,11 @@ import sys
 
 import typer
 
+try:
+    from click import ClickException
+except ImportError:  # typer >= 0.29 vendors click
+    from typer._click.exceptions import ClickException  # type: ignore[no-redef]
+
 from edgekit.cli import provision, twin
 from edgekit.cli.output import err_console
 from edgekit.errors import EdgekitError
@@ -35,10 +40,6 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("Aborted.")
         sys.exit(130)
-    except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)

@@ -8,7 +8,8 @@ from typing import Any
 from rich.console import Console
 
 console = Console()
-err_console = Console(stderr=True)
+# One sentence stays one line, whatever the terminal width: scripts grep it.
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def print_json(data: Any) -> None:

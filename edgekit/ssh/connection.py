@@ -18,7 +18,7 @@ import fabric
 import invoke
 import paramiko
 
-from edgekit.errors import AuthFailed, DeviceUnreachable, RemoteCommandFailed
+from edgekit.errors import AuthFailed, DeviceError, DeviceUnreachable, RemoteCommandFailed
 from edgekit.ssh.hostkeys import KnownHostsPolicy, changed_key_error, load_known_hosts
 from edgekit.ssh.target import Target
 
@@ -122,16 +122,20 @@ class SSHConnection:
                     offset += len(chunk)
                     if progress:
                         progress(offset, total)
+        except (FileNotFoundError, PermissionError) as exc:
+            raise DeviceError(
+                f"{self.target} refused writing {remote} ({exc}); check the folder and its permissions."
+            ) from exc
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            if isinstance(exc, PermissionError):
-                raise DeviceUnreachable(
-                    f"{self.target} refused writing {remote}; check the user's permissions."
-                ) from exc
             raise self._dropped(exc) from exc
 
     def get(self, remote: str, local: Path) -> None:
         try:
             self._sftp_client().get(remote, str(local))
+        except (FileNotFoundError, PermissionError) as exc:
+            raise DeviceError(
+                f"{self.target} cannot give {remote} ({exc}); check that it exists and is readable."
+            ) from exc
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise self._dropped(exc) from exc
 

@@ -37,7 +37,11 @@ def load_known_hosts(path: Path) -> paramiko.HostKeys:
     for lineno, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip() or line.lstrip().startswith(("#", "@")):
             continue
-        entry = paramiko.hostkeys.HostKeyEntry.from_line(line, lineno)
+        try:
+            entry = paramiko.hostkeys.HostKeyEntry.from_line(line, lineno)
+        except (paramiko.hostkeys.InvalidHostKey, paramiko.SSHException):
+            # OpenSSH skips a corrupt line too; the host it named is then simply unknown.
+            continue
         if entry is not None:
             for name in entry.hostnames:
                 keys.add(name, entry.key.get_name(), entry.key)

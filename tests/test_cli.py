@@ -1,0 +1,133 @@
+"""The ``edgekit`` entry point: errors become one message and an exit code, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "samples" / "digits"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def edgekit(tmp_path: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "SSH_AUTH_SOCK")}
+    env.update(HOME=str(home), EDGEKIT_CACHE=str(tmp_path / "cache"), NO_COLOR="1")
+    return subprocess.run(
+        [sys.executable, "-c", "from edgekit.cli import main; main()", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def assert_clean_error(done: subprocess.CompletedProcess[str], code: int, kind: str) -> str:
+    assert done.returncode == code, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"{kind}: "), done.stderr
+    assert done.stdout == ""
+    return " ".join(done.stderr.split())
+
+
+def provision_args(tmp_path: Path, model: Path, port: int) -> list[str]:
+    return [
+        "provision",
+        f"127.0.0.1:{port}",
+        "--model",
+        str(model),
+        "--calib",
+        str(SAMPLES / "calib"),
+        "--holdout",
+        str(SAMPLES / "holdout"),
+        "--source",
+        str(SAMPLES / "clip.avi"),
+        "--no-ssh-config",
+        "--known-hosts",
+        str(tmp_path / "known_hosts"),
+    ]
+
+
+def test_help_lists_commands(tmp_path: Path) -> None:
+    done = edgekit(tmp_path, "--help")
+    assert done.returncode == 0, done.stderr
+    assert "provision" in done.stdout
+    assert "twin" in done.stdout
+
+
+def test_missing_model(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.onnx"
+    done = edgekit(tmp_path, *provision_args(tmp_path, missing, free_port()))
+    message = assert_clean_error(done, 3, "ModelError")
+    assert str(missing) in message
+    assert not (tmp_path / "known_hosts").exists()
+
+
+def test_truncated_model(tmp_path: Path) -> None:
+    truncated = tmp_path / "model.onnx"
+    truncated.write_bytes((SAMPLES / "model.onnx").read_bytes()[:100])
+    done = edgekit(tmp_path, *provision_args(tmp_path, truncated, free_port()))
+    message = assert_clean_error(done, 3, "ModelError")
+    assert "truncated" in message
+
+
+def test_unreachable_device(tmp_path: Path) -> None:
+    port = free_port()
+    done = edgekit(tmp_path, *provision_args(tmp_path, SAMPLES / "model.onnx", port))
+    message = assert_clean_error(done, 4, "DeviceUnreachable")
+    assert f"127.0.0.1:{port}" in message
+    assert "refused the connection" in message
+    # The bundle was built under EDGEKIT_CACHE, not in the real home.
+    assert any((tmp_path / "cache" / "bundles").iterdir())
+    assert not (tmp_path / "known_hosts").exists()
+
+
+def test_source_that_is_neither_file_nor_uri(tmp_path: Path) -> None:
+    args = provision_args(tmp_path, SAMPLES / "model.onnx", free_port())
+    args[args.index("--source") + 1] = "no-such-video.avi"
+    done = edgekit(tmp_path, *args)
+    message = assert_clean_error(done, 5, "PreflightFailed")
+    assert "no-such-video.avi" in message
+
+
+def test_bad_target(tmp_path: Path) -> None:
+    args = provision_args(tmp_path, SAMPLES / "model.onnx", 1)
+    args[1] = "jetson:99999"
+    done = edgekit(tmp_path, *args)
+    assert_clean_error(done, 1, "EdgekitError")
+
+
+def test_bad_precision(tmp_path: Path) -> None:
+    done = edgekit(tmp_path, *provision_args(tmp_path, SAMPLES / "model.onnx", 1), "--precision", "fp16")
+    assert "fp16" in assert_clean_error(done, 3, "ModelError")
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [(["provision", "jetson"], "model"), (["no-such-command"], "no-such-command"), ([], "provision")],
+)
+def test_usage_error_is_not_a_traceback(tmp_path: Path, args: list[str], words: str) -> None:
+    done = edgekit(tmp_path, *args)
+    assert "Traceback" not in done.stderr
+    assert done.returncode in ((0, 2) if not args else (2,))
+    assert words in done.stdout + done.stderr
+
+
+def test_error_is_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "a-rather-long-folder-name-for-the-models" / "missing.onnx"
+    done = edgekit(tmp_path, *provision_args(tmp_path, missing, 1))
+    assert done.returncode == 3
+    assert done.stderr.count("\n") == 1, done.stderr

@@ -1,0 +1,240 @@
+"""``inspect_model``: refuse a broken or unsupported ONNX on the host, describe a good one."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from edgekit.agent.preprocess import PreprocessSpec
+from edgekit.errors import ModelError
+from edgekit.model import inspect_model, sha256_file
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "digits"
+
+
+def one_sentence(message: str) -> bool:
+    """One line, ending in a full stop, with no second sentence started inside."""
+    return "\n" not in message and message.endswith(".") and not re.search(r"[.!?]\s+[A-Z]", message[:-1])
+
+
+def refused(path: Path) -> str:
+    with pytest.raises(ModelError) as info:
+        inspect_model(path)
+    assert type(info.value) is ModelError
+    message = str(info.value)
+    assert one_sentence(message), message
+    return message
+
+
+def image_model(
+    shape: list[int | str],
+    *,
+    opset: int = 17,
+    inputs: int = 1,
+    meta: object = None,
+    dtype: int = TensorProto.FLOAT,
+) -> onnx.ModelProto:
+    names = [f"x{i}" for i in range(inputs)]
+    if inputs == 1:
+        nodes = [helper.make_node("Relu", ["x0"], ["y"])]
+    else:
+        nodes = [helper.make_node("Sum", names, ["y"])]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info(name, dtype, shape) for name in names],
+        [helper.make_tensor_value_info("y", dtype, shape)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    if meta is not None:
+        helper.set_model_props(model, {"edgekit.model": meta if isinstance(meta, str) else json.dumps(meta)})
+    return model
+
+
+def save(model: onnx.ModelProto, path: Path) -> Path:
+    onnx.save(model, str(path))
+    return path
+
+
+def test_sample_model() -> None:
+    path = SAMPLES / "model.onnx"
+    info = inspect_model(path)
+    assert info.path == path
+    assert info.sha256 == sha256_file(path)
+    assert len(info.sha256) == 64
+    assert info.opset == 17
+    assert [(t.name, t.shape, t.dtype) for t in info.inputs] == [("image", ("N", 1, 8, 8), "float32")]
+    assert [(t.name, t.shape, t.dtype) for t in info.outputs] == [("logits", ("N", 10), "float32")]
+    assert info.task == "classify"
+    assert info.labels == tuple(str(d) for d in range(10))
+    assert info.preprocess == PreprocessSpec(
+        input_name="image",
+        height=8,
+        width=8,
+        channels=1,
+        layout="NCHW",
+        color="gray",
+        resize="stretch",
+        scale=1 / 255,
+        mean=(0.0,),
+        std=(1.0,),
+    )
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    message = refused(tmp_path / "missing.onnx")
+    assert "does not exist" in message and "--model" in message
+
+
+def test_directory_is_not_a_model(tmp_path: Path) -> None:
+    assert "does not exist" in refused(tmp_path)
+
+
+def test_truncated_model(tmp_path: Path) -> None:
+    path = tmp_path / "truncated.onnx"
+    path.write_bytes((SAMPLES / "model.onnx").read_bytes()[:100])
+    message = refused(path)
+    assert str(path) in message
+    assert "truncated" in message
+
+
+def test_text_file_renamed(tmp_path: Path) -> None:
+    path = tmp_path / "notes.onnx"
+    path.write_text("these are my notes,\nnot a model\n")
+    assert str(path) in refused(path)
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.onnx"
+    path.write_bytes(b"")
+    assert str(path) in refused(path)
+
+
+def test_two_inputs(tmp_path: Path) -> None:
+    message = refused(save(image_model([1, 3, 32, 32], inputs=2), tmp_path / "two.onnx"))
+    assert "2 inputs" in message
+
+
+def test_old_opset(tmp_path: Path) -> None:
+    message = refused(save(image_model([1, 3, 32, 32], opset=9), tmp_path / "op9.onnx"))
+    assert "opset 9" in message and "11" in message
+
+
+def test_opset_11_is_accepted(tmp_path: Path) -> None:
+    assert inspect_model(save(image_model([1, 3, 32, 32], opset=11), tmp_path / "op11.onnx")).opset == 11
+
+
+def test_checker_failure(tmp_path: Path) -> None:
+    # Relu has no uint8 kernel in the ONNX spec: the checker refuses it.
+    message = refused(save(image_model([1, 3, 32, 32], dtype=TensorProto.UINT8), tmp_path / "u8.onnx"))
+    assert "checker" in message
+
+
+def test_no_nodes(tmp_path: Path) -> None:
+    graph = helper.make_graph(
+        [],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert "no graph nodes" in refused(save(model, tmp_path / "empty-graph.onnx"))
+
+
+@pytest.mark.parametrize(
+    ("shape", "channels", "layout", "color"),
+    [
+        ([1, 3, 32, 32], 3, "NCHW", "rgb"),
+        (["N", 3, 32, 32], 3, "NCHW", "rgb"),
+        ([1, 32, 32, 3], 3, "NHWC", "rgb"),
+        ([1, 1, 32, 32], 1, "NCHW", "gray"),
+        ([1, 32, 32, 1], 1, "NHWC", "gray"),
+    ],
+)
+def test_default_preprocess_without_metadata(
+    tmp_path: Path, shape: list[int | str], channels: int, layout: str, color: str
+) -> None:
+    info = inspect_model(save(image_model(shape), tmp_path / "plain.onnx"))
+    assert info.preprocess == PreprocessSpec(
+        input_name="x0", height=32, width=32, channels=channels, layout=layout, color=color
+    )
+    assert info.preprocess.resize == "stretch"
+    assert info.preprocess.scale == pytest.approx(1 / 255)
+    assert info.labels == ()
+    assert info.task == "classify"
+
+
+def test_non_square_default_preprocess(tmp_path: Path) -> None:
+    nchw = inspect_model(save(image_model([1, 3, 24, 40]), tmp_path / "a.onnx")).preprocess
+    assert (nchw.height, nchw.width) == (24, 40)
+    nhwc = inspect_model(save(image_model([1, 24, 40, 3]), tmp_path / "b.onnx")).preprocess
+    assert (nhwc.height, nhwc.width, nhwc.layout) == (24, 40, "NHWC")
+
+
+@pytest.mark.parametrize(
+    "shape", [[1, 3, "H", 32], [1, 3, 32, "W"], [1, "H", "W", 3], [1, 5, 32, 32], [3, 32, 32], [1, 3, 32, 32, 1]]
+)
+def test_default_preprocess_refuses_unfit_input(tmp_path: Path, shape: list[int | str]) -> None:
+    refused(save(image_model(shape), tmp_path / "bad.onnx"))
+
+
+def test_dynamic_height_message(tmp_path: Path) -> None:
+    assert "fixed image size" in refused(save(image_model([1, 3, "H", 32]), tmp_path / "dyn.onnx"))
+
+
+def test_metadata_is_used(tmp_path: Path) -> None:
+    spec = PreprocessSpec(
+        input_name="x0",
+        height=32,
+        width=32,
+        channels=3,
+        layout="NCHW",
+        color="bgr",
+        resize="letterbox",
+        scale=1.0,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+    )
+    meta = {"task": "classify", "labels": ["cat", "dog", 3], "preprocess": spec.to_dict()}
+    info = inspect_model(save(image_model([1, 3, 32, 32], meta=meta), tmp_path / "meta.onnx"))
+    assert info.preprocess == spec
+    assert info.labels == ("cat", "dog", "3")
+
+
+@pytest.mark.parametrize(
+    ("meta", "words"),
+    [
+        ("{not json", "not JSON"),
+        ("[1, 2]", "JSON object"),
+        ({"task": "detect"}, "detect"),
+        ({"preprocess": {"input_name": "other", "height": 32, "width": 32}}, "'other'"),
+    ],
+)
+def test_bad_metadata(tmp_path: Path, meta: object, words: str) -> None:
+    assert words in refused(save(image_model([1, 3, 32, 32], meta=meta), tmp_path / "m.onnx"))
+
+
+@pytest.mark.parametrize(
+    "preprocess",
+    [
+        {"input_name": "x0", "height": 32, "width": 32, "layout": "CHW"},
+        {"input_name": "x0", "height": 32, "width": 32, "colour": "rgb"},
+        ["x0", 32, 32],
+    ],
+)
+def test_invalid_preprocess_metadata_is_a_model_error(tmp_path: Path, preprocess: object) -> None:
+    refused(save(image_model([1, 3, 32, 32], meta={"preprocess": preprocess}), tmp_path / "m.onnx"))
+
+
+def test_inspect_does_not_touch_the_model(tmp_path: Path) -> None:
+    path = tmp_path / "copy.onnx"
+    shutil.copy(SAMPLES / "model.onnx", path)
+    before = path.read_bytes()
+    inspect_model(path)
+    assert path.read_bytes() == before
