@@ -83,7 +83,7 @@ def build_bundle(request: BundleRequest, log: Callable[[str], None] = lambda tex
             quantize_qdq(model.path, input_name, data.calibration, directory / "model.int8.onnx.tmp")
             (directory / "model.int8.onnx.tmp").rename(served)
         files["model.int8.onnx"] = served
-    host_outputs = reference_outputs(served, input_name, data.holdout)
+    host_outputs = reference if served == model.path else reference_outputs(served, input_name, data.holdout)
     calib = _write_once(directory / "calib.npz", lambda path: np.savez(path, **{input_name: data.calibration}))
     gate_arrays = {"inputs": data.holdout, "reference": reference}
     if data.holdout_labels is not None:

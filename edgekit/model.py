@@ -148,11 +148,13 @@ def _declared_preprocess(data: object, path: Path) -> PreprocessSpec:
 
 def _check_fits(spec: PreprocessSpec, tensor: TensorInfo, path: Path) -> None:
     """The tensor preprocessing makes must be one the model accepts."""
-    n, *rest = tensor.shape if len(tensor.shape) == 4 else (None, None, None, None)
     made = (
         (spec.channels, spec.height, spec.width) if spec.layout == "NCHW" else (spec.height, spec.width, spec.channels)
     )
-    if any(isinstance(want, int) and want != got for want, got in zip(rest, made, strict=True)) or n is None:
+    accepted = tensor.shape[1:]
+    if len(accepted) != 3 or any(
+        isinstance(want, int) and want != got for want, got in zip(accepted, made, strict=True)
+    ):
         raise ModelError(
             f"{path}'s preprocessing makes {spec.layout} {list(made)} but the input {tensor.name!r} is "
             f"{list(tensor.shape)}; fix the {METADATA_KEY} metadata."

@@ -111,9 +111,9 @@ def site_config(source: SourceSpec) -> dict[str, Any]:
     }
 
 
-def release_manifest(bundle: Bundle, precision: str, rid_hint: str = "") -> dict[str, Any]:
+def release_manifest(bundle: Bundle, precision: str, rid: str) -> dict[str, Any]:
     return {
-        "release": rid_hint,
+        "release": rid,
         "backend": "onnxruntime",
         "model": bundle.served_model,
         "precision": precision,

@@ -25,6 +25,22 @@ ONNXRUNTIME_PINS: dict[str, tuple[str, ...]] = {
 CACHE_DIR = Path(os.environ.get("EDGEKIT_CACHE", Path.home() / ".cache" / "edgekit")) / "wheels"
 
 
+def _normalise(name: str) -> str:
+    return name.replace("-", "_").lower()
+
+
+def parse_pin(requirement: str) -> tuple[str, str]:
+    """``name==version`` as (normalised name, version)."""
+    name, version = requirement.split("==")
+    return _normalise(name), version
+
+
+def wheel_project(filename: str) -> tuple[str, str]:
+    """A wheel file name's (normalised name, version); wheel names already use ``_``."""
+    name, version = filename.split("-")[:2]
+    return _normalise(name), version
+
+
 def platform_tags(machine: str, glibc: str) -> list[str]:
     """manylinux tags a device with this CPU and glibc accepts, newest first."""
     major, minor = (int(part) for part in glibc.split(".")[:2])
@@ -49,7 +65,7 @@ def fetch_wheels(python_version: str, machine: str, glibc: str, cache_dir: Path 
     requirements = runtime_requirements(python_version)
     minor = ".".join(python_version.split(".")[:2])
     target = cache_dir / f"cp{minor.replace('.', '')}-{machine}-glibc{glibc}"
-    wanted = {req.split("==")[0].replace("-", "_").lower(): req.split("==")[1] for req in requirements}
+    wanted = dict(parse_pin(req) for req in requirements)
     found = _matching(target, wanted)
     if len(found) == len(wanted):
         return found
@@ -86,7 +102,7 @@ def _matching(directory: Path, wanted: dict[str, str]) -> list[Path]:
         return []
     found = []
     for wheel in sorted(directory.glob("*.whl")):
-        name, version = wheel.name.split("-")[:2]
-        if wanted.get(name.lower()) == version:
+        name, version = wheel_project(wheel.name)
+        if wanted.get(name) == version:
             found.append(wheel)
     return found

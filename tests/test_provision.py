@@ -184,7 +184,7 @@ def test_release_manifest(tmp_path: Path) -> None:
         "calibration_sha256": "c" * 64,
     }
     fp32 = Bundle(**{**bundle.__dict__, "files": {"model.onnx": model.path}})
-    assert release_manifest(fp32, "fp32")["model"] == "model.onnx"
+    assert release_manifest(fp32, "fp32", "r2")["model"] == "model.onnx"
 
 
 def test_device_without_glibc_refused() -> None:

@@ -10,6 +10,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColum
 
 from edgekit.bundle import BundleRequest, build_bundle
 from edgekit.cli.output import err_console, print_json
+from edgekit.device.layout import CURRENT_LINK
 from edgekit.provision import ProvisionResult, Reporter, SourceSpec, provision
 from edgekit.ssh import open_connection, parse_target
 
@@ -43,7 +44,8 @@ def provision_command(
             BundleRequest(model=model, calib_dir=calib, holdout_dir=holdout, precision=precision),
             log=lambda text: status.update(text),
         )
-        SourceSpec(source).device_uri("/")
+        camera_source = SourceSpec(source)
+        camera_source.device_uri(CURRENT_LINK)
         status.update(f"connecting to {parsed}")
         conn = open_connection(
             parsed,
@@ -78,7 +80,7 @@ def provision_command(
             result = provision(
                 conn,
                 bundle,
-                SourceSpec(source),
+                camera_source,
                 precision,
                 gate_threshold,
                 Reporter(step=announce, upload=start_upload, progress=advance),

@@ -26,6 +26,7 @@ from edgekit.device.layout import (
     release_dir,
 )
 from edgekit.ssh.connection import Connection
+from edgekit.wheels import parse_pin, wheel_project
 
 OVERLAY_DIR = Path(__file__).resolve().parent.parent.parent / "firmware_overlay"
 UNIT_SOURCE = OVERLAY_DIR / "etc/systemd/system" / UNIT_NAME
@@ -103,10 +104,9 @@ def venv_key(python_version: str, wheels: Sequence[Blob]) -> str:
 def ensure_venv(conn: Connection, python_version: str, wheels: Sequence[Blob], requirements: Sequence[str]) -> bool:
     """A --system-site-packages venv with the runtime installed offline; ``venv`` points at it."""
     args = [VENVS_DIR, venv_key(python_version, wheels), VENV_LINK, BLOBS_DIR]
-    pinned = {req.split("==")[0].replace("-", "_").lower(): req for req in requirements}
+    pinned = {parse_pin(req)[0]: req for req in requirements}
     for wheel in wheels:
-        name = wheel.local.name.split("-")[0].lower()
-        args += [wheel.digest, wheel.local.name, pinned[name]]
+        args += [wheel.digest, wheel.local.name, pinned[wheel_project(wheel.local.name)[0]]]
     return _changed(conn, _VENV, args)
 
 
