@@ -1,30 +1,44 @@
 """What the host needs to know about a device before it provisions or deploys to it.
 
-Runs on a bare device too, before numpy or cv2 are installed, so every third-party module
-is optional here and one that is missing or broken reads as None.
+The host runs this file as ``python3 -c <source>`` before anything is installed, so it
+writes nothing on the device, imports only the standard library (numpy, cv2, tensorrt
+are probed and read as None when missing or broken) and is Python 3.6 code: JetPack 4.6
+still ships 3.6, and such a device must get a clear refusal, not a SyntaxError.
+Every parser is a pure function of the text a real Jetson shows.
 """
-
-from __future__ import annotations
 
 import glob
 import importlib
+import json
 import os
 import platform
 import re
 import shutil
 import socket
+import subprocess
 import sys
-from typing import Any
+from typing import Any, Dict, Iterable, List, Optional
 
 TEGRA_RELEASE = "/etc/nv_tegra_release"
 DEVICE_TREE_DIRS = ("/proc/device-tree", "/sys/firmware/devicetree/base")
+CUDA_VERSION_FILES = ("/usr/local/cuda/version.json", "/usr/local/cuda/version.txt")
+# Packages that say which L4T, JetPack and TensorRT the device has, when Python cannot.
+DPKG_PATTERNS = ("nvidia-l4t-core", "nvidia-jetpack", "tensorrt", "libnvinfer[0-9]*", "python3-libnvinfer")
+GST_ELEMENTS = ("nvarguscamerasrc", "nvv4l2decoder")
+COMMAND_TIMEOUT_S = 20
 
 _TEGRA_RE = re.compile(r"#\s*R(\d+)\s*\(release\),\s*REVISION:\s*(\d+(?:\.\d+)*)")
 _GSTREAMER_RE = re.compile(r"^\s*GStreamer:\s*(\S+)", re.MULTILINE)
+_SOC_RE = re.compile(r"^nvidia,(tegra\d+)$")
+_BOARD_RE = re.compile(r"p(\d{4})-(\d{4})")
+_BOARDIDS_RE = re.compile(r"(?<![0-9])(\d{4})[-:](\d{4})")
+# dpkg's desired/status/error flags, as in the first column of ``dpkg -l``.
+_DPKG_STATUS_RE = re.compile(r"^[uihrp][ncHUFWti]R?$")
+_VERSION_RE = re.compile(r"\d+(?:\.\d+)*")
 _MEMINFO_KEYS = {"MemTotal": "total_bytes", "MemAvailable": "available_bytes"}
 
 
-def parse_tegra_release(text: str) -> str | None:
+def parse_tegra_release(text: str) -> Optional[str]:
     """L4T version from /etc/nv_tegra_release: "# R36 (release), REVISION: 4.3, ..." -> "36.4.3"."""
     match = _TEGRA_RE.search(text)
     if match is None:
@@ -32,9 +46,110 @@ def parse_tegra_release(text: str) -> str | None:
     return f"{match.group(1)}.{match.group(2)}"
 
 
-def parse_meminfo(text: str) -> dict[str, int | None]:
+def parse_device_tree_strings(data: bytes) -> List[str]:
+    """A device-tree string list (NUL-separated on disk) as a list."""
+    return [entry for entry in data.decode("utf-8", "replace").split("\0") if entry]
+
+
+def parse_soc(compatible: Iterable[str]) -> Optional[str]:
+    """The SoC from /proc/device-tree/compatible, e.g. "nvidia,tegra234" -> "tegra234"."""
+    for entry in compatible:
+        match = _SOC_RE.match(entry)
+        if match is not None:
+            return match.group(1)
+    return None
+
+
+def parse_board_ids(compatible: Iterable[str], boardids: str = "") -> List[str]:
+    """Module and carrier ids (pXXXX-YYYY) from compatible entries and nvidia,boardids.
+
+    An entry may join carrier and module ("nvidia,p3768-0000+p3767-0005-super"); the
+    boardids property spells them "3767:0005:..." on some releases.
+    """
+    found = []  # type: List[str]
+    matches = [_BOARD_RE.findall(entry) for entry in compatible] + [_BOARDIDS_RE.findall(boardids)]
+    for board, sku in (pair for pairs in matches for pair in pairs):
+        name = f"p{board}-{sku}"
+        if name not in found:
+            found.append(name)
+    return found
+
+
+def module_entries(compatible: Iterable[str], board_ids: Iterable[str]) -> List[str]:
+    """Compatible entries with joined ones split, so a profile can name one module id.
+
+    "nvidia,p3768-0000+p3767-0005-super" also yields "nvidia,p3768-0000",
+    "nvidia,p3767-0005-super" and "nvidia,p3767-0005".
+    """
+    entries = []  # type: List[str]
+
+    def add(entry: str) -> None:
+        if entry not in entries:
+            entries.append(entry)
+
+    for entry in compatible:
+        add(entry)
+        vendor, comma, rest = entry.partition(",")
+        if not comma:
+            continue
+        for part in rest.split("+"):
+            add(f"{vendor},{part}")
+            match = _BOARD_RE.match(part)
+            if match is not None:
+                add(f"{vendor},{match.group(0)}")
+    for board in board_ids:
+        add(f"nvidia,{board}")
+    return entries
+
+
+def parse_dpkg(text: str) -> Dict[str, str]:
+    """Installed package versions from ``dpkg -l`` rows or ``dpkg-query -W`` output.
+
+    Accepts "ii  name  version  arch  description" rows (and the tab-separated
+    "ii \\tname\\tversion" this module asks for) as well as "name\\tversion" rows;
+    packages in any state but installed are left out.
+    """
+    versions = {}  # type: Dict[str, str]
+    for line in text.splitlines():
+        if "\t" in line:
+            # dpkg-query: split on tabs only, because with a pattern it also lists known but
+            # not-installed packages as "un \tname\t", whose version field is empty.
+            fields = [field.strip() for field in line.split("\t")]
+            if len(fields) == 2:
+                fields.insert(0, "ii")
+        else:
+            fields = line.split()
+        if len(fields) < 3 or not _DPKG_STATUS_RE.match(fields[0]):
+            continue
+        status, name, version = fields[:3]
+        if status == "ii" and name and version:
+            versions[name.split(":")[0]] = version
+    return versions
+
+
+def version_prefix(text: Optional[str]) -> Optional[str]:
+    """The dotted version a package version starts with: "10.3.0.30-1+cuda12.5" -> "10.3.0.30"."""
+    if not text:
+        return None
+    match = _VERSION_RE.match(text.split(":")[-1])
+    return None if match is None else match.group(0)
+
+
+def parse_cuda_version(text: str) -> Optional[str]:
+    """CUDA version from /usr/local/cuda/version.json (JetPack 5+) or version.txt (JetPack 4)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        match = re.search(r"CUDA Version\s+(\d+(?:\.\d+)*)", text)
+        return None if match is None else match.group(1)
+    cuda = data.get("cuda") if isinstance(data, dict) else None
+    version = cuda.get("version") if isinstance(cuda, dict) else None
+    return version if isinstance(version, str) else None
+
+
+def parse_meminfo(text: str) -> Dict[str, Optional[int]]:
     """Total and available memory in bytes from /proc/meminfo (which counts in kB)."""
-    memory: dict[str, int | None] = {key: None for key in _MEMINFO_KEYS.values()}
+    memory = {key: None for key in _MEMINFO_KEYS.values()}  # type: Dict[str, Optional[int]]
     for line in text.splitlines():
         name, _, rest = line.partition(":")
         fields = rest.split()
@@ -49,7 +164,7 @@ def parse_gstreamer(build_info: str) -> bool:
     return match is not None and match.group(1).upper() == "YES"
 
 
-def _read_bytes(path: str) -> bytes | None:
+def _read_bytes(path: str) -> Optional[bytes]:
     try:
         with open(path, "rb") as handle:
             return handle.read()
@@ -57,12 +172,32 @@ def _read_bytes(path: str) -> bytes | None:
         return None
 
 
-def _device_tree(name: str) -> bytes | None:
+def _read_text(path: str) -> Optional[str]:
+    data = _read_bytes(path)
+    return None if data is None else data.decode("utf-8", "replace")
+
+
+def _device_tree(name: str) -> Optional[bytes]:
     for directory in DEVICE_TREE_DIRS:
         data = _read_bytes(os.path.join(directory, name))
         if data is not None:
             return data
     return None
+
+
+def _run(argv: List[str]) -> Optional[str]:
+    """stdout of a command, or None when it is missing or hangs (a wedged driver can)."""
+    try:
+        done = subprocess.run(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            universal_newlines=True,  # noqa: UP021 -- text=True is 3.7+, a TypeError on 3.6
+            timeout=COMMAND_TIMEOUT_S,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout
 
 
 def _import(name: str) -> Any:
@@ -74,33 +209,87 @@ def _import(name: str) -> Any:
         return None
 
 
-def _version(name: str) -> str | None:
+def _version(name: str) -> Optional[str]:
     module = _import(name)
     return None if module is None else str(getattr(module, "__version__", "unknown"))
 
 
-def _jetson() -> dict[str, Any]:
-    raw = _read_bytes(TEGRA_RELEASE)
-    lines = [] if raw is None else raw.decode("utf-8", "replace").splitlines()
-    release = lines[0] if lines else None
-    model = _device_tree("model")
-    compatible = _device_tree("compatible")
+def describe_jetson(
+    release_text: Optional[str],
+    model: Optional[bytes],
+    compatible: bytes,
+    boardids: bytes,
+    packages: Dict[str, str],
+) -> Dict[str, Any]:
+    """The Jetson identity from the raw contents of its release file and device tree."""
+    release = release_text.splitlines()[0] if release_text else None
+    l4t = None if release is None else parse_tegra_release(release)
+    l4t_source = "nv_tegra_release" if l4t else None
+    if l4t is None and "nvidia-l4t-core" in packages:
+        l4t, l4t_source = version_prefix(packages["nvidia-l4t-core"]), "dpkg"
+    entries = parse_device_tree_strings(compatible)
+    board_ids = parse_board_ids(entries, boardids.decode("utf-8", "replace"))
     return {
         "nv_tegra_release": release,
-        "l4t": None if release is None else parse_tegra_release(release),
-        "model": None if model is None else model.decode("utf-8", "replace").rstrip("\0"),
-        "compatible": [] if compatible is None else [c for c in compatible.decode("utf-8", "replace").split("\0") if c],
+        "l4t": l4t,
+        "l4t_source": l4t_source,
+        "jetpack": version_prefix(packages.get("nvidia-jetpack")),
+        "model": None if model is None else model.decode("utf-8", "replace").rstrip("\0").strip(),
+        "compatible": entries,
+        "soc": parse_soc(entries),
+        "board_ids": board_ids,
+        "module_entries": module_entries(entries, board_ids),
     }
 
 
-def _cv2() -> dict[str, Any] | None:
+def _packages() -> Dict[str, str]:
+    query = ["dpkg-query", "-W", "-f", "${db:Status-Abbrev}\t${binary:Package}\t${Version}\n"]
+    return parse_dpkg(_run(query + list(DPKG_PATTERNS)) or "")
+
+
+def _tensorrt(packages: Dict[str, str]) -> Dict[str, Optional[str]]:
+    package = None
+    for name in sorted(packages):
+        if name in ("tensorrt", "python3-libnvinfer") or re.match(r"^libnvinfer\d+$", name):
+            package = version_prefix(packages[name])
+            break
+    return {"python": _version("tensorrt"), "package": package}
+
+
+def _cuda() -> Optional[str]:
+    for path in CUDA_VERSION_FILES:
+        text = _read_text(path)
+        if text:
+            return parse_cuda_version(text)
+    return None
+
+
+def _cv2() -> Optional[Dict[str, Any]]:
     cv2 = _import("cv2")
     if cv2 is None:
         return None
     return {"version": cv2.__version__, "gstreamer": parse_gstreamer(cv2.getBuildInformation())}
 
 
-def _disk(state_dir: str) -> dict[str, Any]:
+def _gst_elements() -> Optional[Dict[str, bool]]:
+    if shutil.which("gst-inspect-1.0") is None:
+        return None
+    found = {}
+    for element in GST_ELEMENTS:
+        try:
+            done = subprocess.run(
+                ["gst-inspect-1.0", "--exists", element],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=COMMAND_TIMEOUT_S,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        found[element] = done.returncode == 0
+    return found
+
+
+def _disk(state_dir: str) -> Dict[str, Any]:
     # The state directory does not exist before the first provision; report its future home.
     path = os.path.abspath(state_dir)
     while not os.path.exists(path):
@@ -109,28 +298,49 @@ def _disk(state_dir: str) -> dict[str, Any]:
     return {"path": path, "free_bytes": usage.free, "total_bytes": usage.total}
 
 
-def _memory() -> dict[str, int | None]:
-    raw = _read_bytes("/proc/meminfo")
-    return parse_meminfo("" if raw is None else raw.decode("ascii", "replace"))
+def _memory() -> Dict[str, Optional[int]]:
+    return parse_meminfo(_read_text("/proc/meminfo") or "")
 
 
-def _cameras() -> list[str]:
-    return sorted(glob.glob("/dev/video*"))
+def _cameras() -> Dict[str, Any]:
+    by_id = {}
+    for link in sorted(glob.glob("/dev/v4l/by-id/*")):
+        by_id[link] = os.path.realpath(link)
+    return {"video": sorted(glob.glob("/dev/video*")), "by_id": by_id}
 
 
-def collect_facts(state_dir: str = "/var/lib/edgekit") -> dict[str, Any]:
-    libc, libc_version = platform.libc_ver()
+def _glibc() -> Optional[str]:
+    # The C library that is installed; platform.libc_ver() on Python < 3.8 reports the
+    # newest glibc symbol the interpreter links against instead.
+    try:
+        name, _, version = (os.confstr("CS_GNU_LIBC_VERSION") or "").partition(" ")
+    except (ValueError, OSError):
+        return None
+    return version if name == "glibc" and version else None
+
+
+def collect_facts(state_dir: str = "/var/lib/edgekit") -> Dict[str, Any]:
+    packages = _packages()
     return {
         "python": {"version": platform.python_version(), "executable": sys.executable},
         "platform": {
             "machine": platform.machine(),
             "system": platform.system(),
-            "glibc": libc_version if libc == "glibc" and libc_version else None,
+            "glibc": _glibc(),
         },
-        "jetson": _jetson(),
+        "jetson": describe_jetson(
+            _read_text(TEGRA_RELEASE),
+            _device_tree("model"),
+            _device_tree("compatible") or b"",
+            _device_tree("nvidia,boardids") or b"",
+            packages,
+        ),
+        "packages": packages,
+        "tensorrt": _tensorrt(packages),
+        "cuda": _cuda(),
         "cv2": _cv2(),
+        "gstreamer_elements": _gst_elements(),
         "numpy": _version("numpy"),
-        "tensorrt": _version("tensorrt"),
         "onnxruntime": _version("onnxruntime"),
         "systemd": os.path.isdir("/run/systemd/system"),
         "disk": _disk(state_dir),
@@ -138,3 +348,8 @@ def collect_facts(state_dir: str = "/var/lib/edgekit") -> dict[str, Any]:
         "cameras": _cameras(),
         "hostname": socket.gethostname(),
     }
+
+
+if __name__ == "__main__":
+    # As ``python3 -c <this source> [state_dir]``: the host's way to ask before installing.
+    print(json.dumps(collect_facts(*sys.argv[1:2]), sort_keys=True))
