@@ -21,7 +21,8 @@ from edgekit.errors import ModelError
 from edgekit.model import ModelInfo, inspect_model, sha256_file
 from edgekit.quantize import quantize_qdq, reference_outputs
 
-PRECISIONS = ("int8", "fp32")
+# FP16 ships the FP32 model: TensorRT lowers it on the device.
+PRECISIONS = ("int8", "fp16", "fp32")
 CACHE_DIR = Path(os.environ.get("EDGEKIT_CACHE", Path.home() / ".cache" / "edgekit")) / "bundles"
 # Bump when what goes into a bundle changes, so stale cached bundles are not reused.
 BUNDLE_VERSION = "1"

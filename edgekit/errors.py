@@ -1,6 +1,7 @@
 """The one exception tree of edgekit; the CLI maps each branch to an exit code.
 
     EdgekitError                       exit 1
+    ├── UsageError                     exit 2  a bad profile, config file or source URI
     ├── ModelError                     exit 3  broken or unsupported ONNX, bad calibration data
     ├── ConnectionFailed               exit 4
     │   ├── DeviceUnreachable          no route, refused, timed out, dropped
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
 
 class EdgekitError(Exception):
     exit_code = 1
+
+
+class UsageError(EdgekitError):
+    exit_code = 2
 
 
 class ModelError(EdgekitError):

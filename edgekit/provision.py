@@ -1,55 +1,51 @@
 """``provision``: from an ONNX model and calibration images to a running camera service.
 
-Order matters for "loses nothing": everything that can be checked on the host is checked
-before connecting, everything about the device before anything is installed, and the
-service is switched to the new release only after the accuracy gate passed.
+Order matters for "loses nothing": the model is checked on the host before connecting,
+the device is read (never written) and every preflight check passes before the first
+upload, and the service is switched to the new release only after the accuracy gate.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekit.bundle import Bundle
+from edgekit.bundle import Bundle, BundleRequest, build_bundle
 from edgekit.device import install, service
-from edgekit.device.agent import call_agent, stage_agent
+from edgekit.device.agent import call_agent
 from edgekit.device.blobs import Blob, prepare_store, upload_blobs
+from edgekit.device.facts import read_facts
 from edgekit.device.layout import CURRENT_LINK, RESULTS_FILE, VENV_LINK, release_dir
-from edgekit.errors import GateFailed, PreflightFailed
-from edgekit.model import sha256_file
-from edgekit.profiles import match_profile
+from edgekit.errors import GateFailed
+from edgekit.preflight import Check, DiskNeed, PreflightInput, require, run_checks
+from edgekit.profiles import load_profiles
+from edgekit.resolve import DeviceIdentity, Resolution, resolve_profile
+from edgekit.settings import Settings, UserConfig, merge_settings
+from edgekit.source import SourceSpec
 from edgekit.ssh.connection import Connection
 from edgekit.wheels import fetch_wheels, runtime_requirements
 
-MIN_PYTHON = (3, 8)
-# Room for two releases and the runtime venv, with a margin for the engine build.
-MIN_FREE_BYTES = 512 * 1024 * 1024
 RESULTS_MAX_BYTES = 10 * 1024 * 1024
+# What the runtime venv takes on the device (onnxruntime and its few dependencies,
+# unpacked), known before the wheels are fetched so --check needs no download.
+RUNTIME_ALLOWANCE_BYTES = 160 * 2**20
 
 
 @dataclass(frozen=True)
-class SourceSpec:
-    """A camera source: a local video/folder (shipped with the release) or a device URI."""
-
-    text: str
-    loop: bool = True
-
-    def local_file(self) -> Path | None:
-        path = Path(self.text).expanduser()
-        return path if "://" not in self.text and path.is_file() else None
-
-    def device_uri(self, release_path: str) -> str:
-        local = self.local_file()
-        if local is not None:
-            return f"file://{release_path}/media/{local.name}"
-        if "://" not in self.text:
-            raise PreflightFailed(
-                f"The source {self.text!r} is neither a local file nor a URI such as file:///dev/path."
-            )
-        return self.text
+class ProvisionRequest:
+    model: Path
+    calib_dir: Path
+    holdout_dir: Path | None
+    source: SourceSpec
+    gate_threshold: float = 0.99
+    # ``--profile``; None detects it (or takes the user config's).
+    profile: str | None = None
+    config: UserConfig = UserConfig()
+    # Command-line settings, the top layer: {"build": {"precision": "fp16"}, ...}.
+    flags: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -62,10 +58,38 @@ class Reporter:
 
 
 @dataclass
+class Plan:
+    """What provision decided from the device's facts, before changing anything."""
+
+    target: str
+    facts: dict[str, Any]
+    device: DeviceIdentity
+    resolution: Resolution
+    settings: Settings
+    bundle: Bundle
+    checks: list[Check]
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "ok": self.ok,
+            "device": self.device.describe(),
+            **self.resolution.to_dict(),
+            "settings": self.settings.to_dict(),
+            "checks": [check.to_dict() for check in self.checks],
+            "facts": self.facts,
+        }
+
+
+@dataclass
 class ProvisionResult:
     target: str
     device_model: str | None
-    profile: str | None
+    profile: str
     l4t: str | None
     python: str
     backend: str
@@ -81,42 +105,50 @@ class ProvisionResult:
         return dict(self.__dict__)
 
 
-def preflight(facts: dict[str, Any]) -> None:
-    """Refuse a device that cannot run the service, before anything is installed on it."""
-    version = tuple(int(part) for part in facts["python"]["version"].split(".")[:2])
-    if version < MIN_PYTHON:
-        raise PreflightFailed(
-            f"The device runs Python {facts['python']['version']}; edgekit needs 3.8 or newer (JetPack 5.1 or later)."
-        )
-    if not facts["platform"].get("glibc"):
-        raise PreflightFailed("The device's Python reports no glibc; edgekit supports glibc-based Linux (L4T, Debian).")
-    if not facts.get("systemd"):
-        raise PreflightFailed("The device does not run systemd; the camera service needs it as PID 1.")
-    if facts.get("cv2") is None:
-        raise PreflightFailed("The device's python3 cannot import cv2; install JetPack's OpenCV (python3-opencv).")
-    free = facts["disk"]["free_bytes"]
-    if free < MIN_FREE_BYTES:
-        raise PreflightFailed(
-            f"The device has {free // 2**20} MiB free at {facts['disk']['path']}; free at least "
-            f"{MIN_FREE_BYTES // 2**20} MiB (old releases, logs) and re-run."
-        )
+def plan_provision(conn: Connection, request: ProvisionRequest, reporter: Reporter) -> Plan:
+    """Facts, profile, settings, the host-side bundle and every preflight check; changes nothing."""
+    reporter.step("reading device facts")
+    facts = read_facts(conn)
+    device = DeviceIdentity.from_facts(facts)
+    resolution = resolve_profile(device, load_profiles(), request.profile or request.config.profile)
+    settings = merge_settings(resolution.profile, request.config.layer(), request.flags)
+    reporter.step(f"device is {resolution.profile.name} ({resolution.how}); preparing the model")
+    bundle = build_bundle(
+        BundleRequest(
+            model=request.model,
+            calib_dir=request.calib_dir,
+            holdout_dir=request.holdout_dir,
+            precision=settings.build.precision,
+        ),
+        log=reporter.step,
+    )
+    release_bytes = sum(path.stat().st_size for path in bundle.files.values())
+    local_media = request.source.local_file()
+    if local_media is not None:
+        release_bytes += local_media.stat().st_size
+    disk = DiskNeed(release_bytes, RUNTIME_ALLOWANCE_BYTES, bundle.model.path.stat().st_size)
+    checks = run_checks(PreflightInput(facts, resolution.profile, settings, request.source, disk))
+    return Plan(str(conn.target), facts, device, resolution, settings, bundle, checks)
 
 
-def site_config(source: SourceSpec) -> dict[str, Any]:
+def site_config(source: SourceSpec, settings: Settings) -> dict[str, Any]:
     return {
         "release_dir": CURRENT_LINK,
         "source": {"uri": source.device_uri(CURRENT_LINK), "loop": source.loop, "realtime": True},
+        "camera": asdict(settings.camera),
         "results": {"path": RESULTS_FILE, "max_bytes": RESULTS_MAX_BYTES, "backups": 3},
         "topk": 3,
     }
 
 
-def release_manifest(bundle: Bundle, precision: str, rid: str) -> dict[str, Any]:
+def release_manifest(bundle: Bundle, settings: Settings, rid: str) -> dict[str, Any]:
     return {
         "release": rid,
-        "backend": "onnxruntime",
+        "profile": settings.profile,
+        "backend": settings.build.backend,
+        "build": asdict(settings.build),
         "model": bundle.served_model,
-        "precision": precision,
+        "precision": settings.build.precision,
         "task": bundle.model.task,
         "labels": list(bundle.model.labels),
         "preprocess": bundle.model.preprocess.to_dict(),
@@ -125,34 +157,26 @@ def release_manifest(bundle: Bundle, precision: str, rid: str) -> dict[str, Any]
     }
 
 
-def provision(
-    conn: Connection,
-    bundle: Bundle,
-    source: SourceSpec,
-    precision: str,
-    gate_threshold: float,
-    reporter: Reporter,
-) -> ProvisionResult:
-    reporter.step("reading device facts")
-    agent = bundle.files["agent.pyz"]
-    staged = stage_agent(conn, agent, sha256_file(agent))
-    facts = call_agent(conn, "python3", staged, ["facts"])
-    preflight(facts)
+def provision(conn: Connection, plan: Plan, request: ProvisionRequest, reporter: Reporter) -> ProvisionResult:
+    require(plan.checks)
+    bundle, settings, facts = plan.bundle, plan.settings, plan.facts
+    precision = settings.build.precision
     python_version = facts["python"]["version"]
+    reporter.step("fetching the device's runtime wheels")
     wheels = [
         Blob.of(path) for path in fetch_wheels(python_version, facts["platform"]["machine"], facts["platform"]["glibc"])
     ]
 
     files = {name: Blob.of(path) for name, path in bundle.files.items()}
-    local_media = source.local_file()
+    local_media = request.source.local_file()
     if local_media is not None:
         files[f"media/{local_media.name}"] = Blob.of(local_media)
     # The release id must not depend on release.json, which names it: hash the rest first.
     rid = install.release_id(files)
-    manifest = release_manifest(bundle, precision, rid)
+    manifest = release_manifest(bundle, settings, rid)
     system = {
         "release.json": _json_blob(bundle.directory / f"release-{rid}.json", manifest),
-        "camera.json": _json_blob(bundle.directory / "camera.json", site_config(source)),
+        "camera.json": _json_blob(bundle.directory / "camera.json", site_config(request.source, settings)),
         "unit": Blob.of(install.UNIT_SOURCE),
     }
     files["release.json"] = system["release.json"]
@@ -182,13 +206,13 @@ def provision(
         if release_new and install.current_release(conn) != rid:
             install.remove_release(conn, rid)
         raise
-    gate["threshold"] = gate_threshold
-    if gate["top1_agreement"] < gate_threshold:
+    gate["threshold"] = request.gate_threshold
+    if gate["top1_agreement"] < request.gate_threshold:
         if install.current_release(conn) != rid:
             install.remove_release(conn, rid)
         raise GateFailed(
             f"The {precision} model agrees with FP32 on {gate['top1_agreement']:.1%} of {gate['samples']} "
-            f"held-out samples, below the {gate_threshold:.0%} gate; calibrate with more images from the "
+            f"held-out samples, below the {request.gate_threshold:.0%} gate; calibrate with more images from the "
             "real scene, or lower --gate-threshold knowingly."
         )
 
@@ -210,14 +234,13 @@ def provision(
         changed = True
     reporter.step("waiting for the first results")
     first = service.first_result(conn)
-    jetson = facts.get("jetson") or {}
     return ProvisionResult(
-        target=str(conn.target),
-        device_model=jetson.get("model"),
-        profile=match_profile(jetson.get("model"), jetson.get("l4t")),
-        l4t=jetson.get("l4t"),
+        target=plan.target,
+        device_model=plan.device.model,
+        profile=settings.profile,
+        l4t=plan.device.l4t,
         python=python_version,
-        backend="onnxruntime",
+        backend=settings.build.backend,
         precision=precision,
         release=rid,
         changed=changed,

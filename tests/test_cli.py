@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -90,8 +91,8 @@ def test_unreachable_device(tmp_path: Path) -> None:
     message = assert_clean_error(done, 4, "DeviceUnreachable")
     assert f"127.0.0.1:{port}" in message
     assert "refused the connection" in message
-    # The bundle was built under EDGEKIT_CACHE, not in the real home.
-    assert any((tmp_path / "cache" / "bundles").iterdir())
+    # Nothing was cached in the real home on the way.
+    assert not (tmp_path / "home" / ".cache" / "edgekit").exists()
     assert not (tmp_path / "known_hosts").exists()
 
 
@@ -99,8 +100,8 @@ def test_source_that_is_neither_file_nor_uri(tmp_path: Path) -> None:
     args = provision_args(tmp_path, SAMPLES / "model.onnx", free_port())
     args[args.index("--source") + 1] = "no-such-video.avi"
     done = edgekit(tmp_path, *args)
-    message = assert_clean_error(done, 5, "PreflightFailed")
-    assert "no-such-video.avi" in message
+    message = assert_clean_error(done, 2, "UsageError")
+    assert "no-such-video.avi" in message and "csi://0" in message
 
 
 def test_bad_target(tmp_path: Path) -> None:
@@ -111,8 +112,34 @@ def test_bad_target(tmp_path: Path) -> None:
 
 
 def test_bad_precision(tmp_path: Path) -> None:
-    done = edgekit(tmp_path, *provision_args(tmp_path, SAMPLES / "model.onnx", 1), "--precision", "fp16")
-    assert "fp16" in assert_clean_error(done, 3, "ModelError")
+    done = edgekit(tmp_path, *provision_args(tmp_path, SAMPLES / "model.onnx", 1), "--precision", "int4")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "'int4' is not one of int8, fp16, fp32" in " ".join(done.stderr.split())
+
+
+def test_profiles_list_and_show(tmp_path: Path) -> None:
+    listed = edgekit(tmp_path, "profiles", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    names = [profile["name"] for profile in json.loads(listed.stdout)]
+    assert "orin-nano-8gb-jp62" in names and "twin" in names and "nano-jp46" in names
+    shown = edgekit(tmp_path, "profiles", "show", "thor-jp70", "--json")
+    assert json.loads(shown.stdout)["module"]["soc"] == "tegra264"
+    table = edgekit(tmp_path, "profiles", "show", "nano-jp46")
+    assert table.returncode == 0 and "unsupported" in table.stdout and "JetPack 5.1" in " ".join(table.stdout.split())
+
+
+def test_unknown_profile_is_a_usage_error(tmp_path: Path) -> None:
+    done = edgekit(tmp_path, "profiles", "show", "orin-nano-8gb-jp6")
+    message = assert_clean_error(done, 2, "ProfileError")
+    assert "did you mean orin-nano-8gb-jp62" in message
+
+
+def test_malformed_config_is_refused_before_connecting(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[build]\nworkspace = 1\n")
+    done = edgekit(tmp_path, *provision_args(tmp_path, SAMPLES / "model.onnx", 1), "--config", str(config))
+    message = assert_clean_error(done, 2, "ConfigError")
+    assert "'build.workspace'" in message and str(config) in message
 
 
 @pytest.mark.parametrize(

@@ -3,94 +3,137 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
+from rich.table import Table
 
-from edgekit.bundle import BundleRequest, build_bundle
-from edgekit.cli.output import err_console, print_json
-from edgekit.device.layout import CURRENT_LINK
-from edgekit.provision import ProvisionResult, Reporter, SourceSpec, provision
-from edgekit.ssh import open_connection, parse_target
-
-DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
+from edgekit.cli.connect import (
+    DEFAULT_KNOWN_HOSTS,
+    AcceptNewHostKeyOption,
+    IdentityOption,
+    JsonOption,
+    KnownHostsOption,
+    ProfileOption,
+    SshConfigOption,
+    TargetArgument,
+    connect,
+)
+from edgekit.cli.output import console, err_console, print_json
+from edgekit.model import inspect_model
+from edgekit.preflight import require
+from edgekit.provision import Plan, ProvisionRequest, ProvisionResult, Reporter, plan_provision, provision
+from edgekit.settings import PRECISIONS, load_user_config
+from edgekit.source import SourceSpec
 
 
 def provision_command(
-    target: Annotated[str, typer.Argument(help="The device, as [user@]host[:port] or a ~/.ssh/config alias.")],
+    target: TargetArgument,
     model: Annotated[Path, typer.Option(help="The ONNX model to deploy.")],
     calib: Annotated[Path, typer.Option(help="Folder of calibration images from the scene.")],
-    source: Annotated[str, typer.Option(help="Camera source: a local video (shipped) or a device URI.")],
+    source: Annotated[
+        str, typer.Option(help="Camera: csi://N, v4l2:///dev/videoN, rtsp://..., file:///... or a local video.")
+    ],
     holdout: Annotated[
         Path | None, typer.Option(help="Held-out images (labels.csv optional) for the accuracy gate.")
     ] = None,
-    precision: Annotated[str, typer.Option(help="int8 (default) or fp32.")] = "int8",
+    profile: ProfileOption = None,
+    precision: Annotated[
+        str | None, typer.Option(help=f"One of {', '.join(PRECISIONS)} (default: the profile's, int8).")
+    ] = None,
+    workspace_mib: Annotated[
+        int | None, typer.Option(help="TensorRT builder workspace (default: the profile's).")
+    ] = None,
+    dla_core: Annotated[int | None, typer.Option(help="Build for this DLA core, GPU fallback for the rest.")] = None,
     gate_threshold: Annotated[float, typer.Option(help="Minimum top-1 agreement with FP32 on held-out images.")] = 0.99,
-    identity: Annotated[Path | None, typer.Option("--identity", "-i", help="SSH private key.")] = None,
-    known_hosts: Annotated[
-        Path, typer.Option(help="known_hosts file to verify the device against.")
-    ] = DEFAULT_KNOWN_HOSTS,
-    accept_new_host_key: Annotated[
-        bool, typer.Option(help="Trust an unknown host key (its fingerprint is printed).")
+    config: Annotated[
+        Path | None, typer.Option(help="edgekit config file (default: ~/.config/edgekit/config.toml).")
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Detect the device and run preflight only; change nothing.")
     ] = False,
-    ssh_config: Annotated[bool, typer.Option(help="Read ~/.ssh/config for aliases, users, keys, ProxyJump.")] = True,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
+    identity: IdentityOption = None,
+    known_hosts: KnownHostsOption = DEFAULT_KNOWN_HOSTS,
+    accept_new_host_key: AcceptNewHostKeyOption = False,
+    ssh_config: SshConfigOption = True,
+    as_json: JsonOption = False,
 ) -> None:
     """Build INT8 on the host, ship it, gate it on the device and start the camera service."""
-    parsed = parse_target(target)
-    with err_console.status("preparing the model") as status:
-        bundle = build_bundle(
-            BundleRequest(model=model, calib_dir=calib, holdout_dir=holdout, precision=precision),
-            log=lambda text: status.update(text),
-        )
-        camera_source = SourceSpec(source)
-        camera_source.device_uri(CURRENT_LINK)
-        status.update(f"connecting to {parsed}")
-        conn = open_connection(
-            parsed,
-            known_hosts=known_hosts.expanduser(),
-            accept_new_host_key=accept_new_host_key,
-            identity=identity,
-            use_ssh_config=ssh_config,
-            on_new_host_key=lambda host, fp: err_console.print(f"trusting new host key of {host}: {fp}"),
-        )
+    if precision is not None and precision not in PRECISIONS:
+        raise typer.BadParameter(f"{precision!r} is not one of {', '.join(PRECISIONS)}", param_hint="--precision")
+    request = ProvisionRequest(
+        model=model,
+        calib_dir=calib,
+        holdout_dir=holdout,
+        source=SourceSpec(source),
+        gate_threshold=gate_threshold,
+        profile=profile,
+        config=load_user_config(config),
+        flags={"build": {"precision": precision, "workspace_mib": workspace_mib, "dla_core": dla_core}},
+    )
+    with err_console.status("checking the model") as status:
+        inspect_model(model)
+        status.update(f"connecting to {target}")
+        conn = connect(target, identity, known_hosts, accept_new_host_key, ssh_config)
     try:
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            console=err_console,
-            transient=True,
-        ) as progress:
-            step = progress.add_task("connecting", total=None)
-            upload: list[TaskID] = []
-
-            def start_upload(name: str, size: int) -> None:
-                upload.append(progress.add_task(f"  {name}", total=size))
-
-            def advance(done: int, total: int) -> None:
-                progress.update(upload[-1], completed=done)
-
-            def announce(text: str) -> None:
-                progress.update(step, description=text)
-                err_console.print(f"[dim]·[/] {text}")
-
-            result = provision(
-                conn,
-                bundle,
-                camera_source,
-                precision,
-                gate_threshold,
-                Reporter(step=announce, upload=start_upload, progress=advance),
-            )
+        with err_console.status("reading the device") as status:
+            plan = plan_provision(conn, request, Reporter(step=lambda text: status.update(text)))
+        if check:
+            _report_check(plan, as_json)
+            require(plan.checks)
+            return
+        result = _provision_with_progress(conn, plan, request)
     finally:
         conn.close()
     if as_json:
         print_json(result.to_dict())
     else:
         _summary(result)
+
+
+def _provision_with_progress(conn: Any, plan: Plan, request: ProvisionRequest) -> ProvisionResult:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=err_console,
+        transient=True,
+    ) as progress:
+        step = progress.add_task("preflight", total=None)
+        upload: list[TaskID] = []
+
+        def start_upload(name: str, size: int) -> None:
+            upload.append(progress.add_task(f"  {name}", total=size))
+
+        def advance(done: int, total: int) -> None:
+            progress.update(upload[-1], completed=done)
+
+        def announce(text: str) -> None:
+            progress.update(step, description=text)
+            err_console.print(f"[dim]·[/] {text}")
+
+        for note in plan.resolution.notes:
+            err_console.print(f"[yellow]note:[/] {note}")
+        announce(f"device {plan.device.describe()}: profile {plan.resolution.profile.name} ({plan.resolution.how})")
+        return provision(conn, plan, request, Reporter(step=announce, upload=start_upload, progress=advance))
+
+
+def _report_check(plan: Plan, as_json: bool) -> None:
+    if as_json:
+        print_json(plan.to_dict())
+        return
+    console.print(f"[bold]{plan.target}[/]: {plan.device.describe()}")
+    console.print(f"profile {plan.resolution.profile.name} ({plan.resolution.how})")
+    for note in plan.resolution.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    table = Table("check", "", "found", "fix")
+    for item in plan.checks:
+        table.add_row(item.name, "[green]ok[/]" if item.ok else "[red]FAIL[/]", item.detail, item.problem)
+    console.print(table)
+    if plan.ok:
+        console.print("[green]preflight passed[/]; nothing was changed on the device.")
 
 
 def _summary(result: ProvisionResult) -> None:
@@ -103,7 +146,7 @@ def _summary(result: ProvisionResult) -> None:
     top = result.first_result.get("top", [{}])[0]
     err_console.print(f"[bold green]provisioned[/] {result.target} ({'changed' if result.changed else 'unchanged'})")
     err_console.print(f"  device     {result.device_model or 'unknown'} (L4T {result.l4t or '?'})")
-    err_console.print(f"  profile    {result.profile or 'none matched'}")
+    err_console.print(f"  profile    {result.profile}")
     err_console.print(f"  release    {result.release}, {result.precision} on {result.backend}, Python {result.python}")
     err_console.print(
         f"  gate       top-1 agreement {gate['top1_agreement']:.1%} on {gate['samples']} samples "

@@ -23,7 +23,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts
 @app.command("up")
 def up_command(
     name: NameOption = "jetson",
-    profile: Annotated[str, typer.Option(help="Device profile whose identity the twin shows.")] = "orin-nano-8gb-jp62",
+    profile: Annotated[str, typer.Option(help="Device profile whose identity the twin shows.")] = "twin",
     port: Annotated[int | None, typer.Option(help="sshd port on 127.0.0.1 (default: first free from 2222).")] = None,
     as_json: JsonOption = False,
 ) -> None:

@@ -4,22 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from edgekit.device.layout import AGENT_CACHE
 from edgekit.errors import DeviceError
 from edgekit.ssh.connection import Connection
-
-
-def stage_agent(conn: Connection, agent: Path, digest: str) -> str:
-    """Copy the agent to the SSH user's cache (once per version); return its remote path."""
-    remote = f"{AGENT_CACHE}/agent-{digest[:16]}.pyz"
-    conn.run(["mkdir", "-p", AGENT_CACHE])
-    if not conn.run(["test", "-f", remote], check=False).ok:
-        conn.put(agent, remote + ".part")
-        conn.run(["mv", remote + ".part", remote])
-    return remote
 
 
 def call_agent(

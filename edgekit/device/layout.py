@@ -15,9 +15,6 @@ CONFIG_FILE = "/etc/edgekit/camera.json"
 UNIT_NAME = "edgekit-camera.service"
 UNIT_FILE = f"/etc/systemd/system/{UNIT_NAME}"
 SERVICE_USER = "edgekit"
-# The agent's scratch copy for fact-finding lives in the SSH user's home, so looking at a
-# device installs nothing system-wide.
-AGENT_CACHE = ".cache/edgekit"
 
 
 def release_dir(release_id: str) -> str:

@@ -157,13 +157,24 @@ def _mount_overlay(base: Path, state: Path) -> None:
         raise TwinError(f"Mounting the twin's overlay failed ({done.stderr.strip()}); the kernel needs overlayfs.")
 
 
+def twin_identity(profile: Profile) -> tuple[str, str, list[str]]:
+    """/etc/nv_tegra_release, device-tree model and compatible of a device of ``profile``.
+
+    Shaped like a real L4T device's, so detection reads the twin exactly as a Jetson.
+    """
+    major, _, revision = profile.software.l4t[-1].partition(".")
+    release = f"# R{major} (release), REVISION: {revision}, GCID: 0, BOARD: generic, EABI: aarch64, DATE: edgekit twin"
+    compatible = [profile.module.compatible[0], f"nvidia,{profile.module.soc}"]
+    return release, f"{profile.module.name} (edgekit twin, profile {profile.name})", compatible
+
+
 def _personalise(root: Path, state: Path, name: str, profile: Profile, port: int) -> str:
     """Write what makes this twin itself: identity, hostname, sshd port, keys. Returns the host key fingerprint."""
-    identity = profile.identity
-    (root / "etc/nv_tegra_release").write_text(identity.nv_tegra_release + "\n")
+    release, model, compatible = twin_identity(profile)
+    (root / "etc/nv_tegra_release").write_text(release + "\n")
     base = state / "firmware/devicetree/base"
-    (base / "model").write_bytes(identity.model.encode() + b"\0")
-    (base / "compatible").write_bytes(b"".join(c.encode() + b"\0" for c in identity.compatible))
+    (base / "model").write_bytes(model.encode() + b"\0")
+    (base / "compatible").write_bytes(b"".join(entry.encode() + b"\0" for entry in compatible))
     (root / "etc/hostname").write_text(f"{name}\n")
     # sudo resolves its own host name and complains on every call when it cannot.
     (root / "etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {name}\n::1 localhost\n")

@@ -14,7 +14,7 @@ from edgekit.twin import TwinInfo, twin_down, twin_up
 @pytest.fixture(scope="session")
 def twin() -> Iterator[TwinInfo]:
     name = f"e2e-{os.getpid()}"
-    info = twin_up(name, load_profile("orin-nano-8gb-jp62"), port=None, log=lambda line: None)
+    info = twin_up(name, load_profile("twin"), port=None, log=lambda line: None)
     try:
         yield info
     finally:

@@ -92,7 +92,7 @@ def test_provision_runs_the_service_and_is_idempotent(twin: TwinInfo, tmp_path: 
     result: dict[str, Any] = json.loads(first.stdout)
     assert result["changed"] is True
     assert result["precision"] == "int8"
-    assert result["profile"] == "orin-nano-8gb-jp62"
+    assert result["profile"] == "twin"
     assert result["gate"]["samples"] == 360
     assert result["gate"]["top1_agreement"] >= 0.99
     assert result["gate"]["accuracy"] >= 0.97

@@ -1,0 +1,41 @@
+"""The SSH options every device command takes, and opening the connection from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgekit.cli.output import err_console
+from edgekit.ssh import open_connection, parse_target
+from edgekit.ssh.connection import SSHConnection
+
+DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
+
+TargetArgument = Annotated[str, typer.Argument(help="The device, as [user@]host[:port] or a ~/.ssh/config alias.")]
+IdentityOption = Annotated[Path | None, typer.Option("--identity", "-i", help="SSH private key.")]
+KnownHostsOption = Annotated[Path, typer.Option(help="known_hosts file to verify the device against.")]
+AcceptNewHostKeyOption = Annotated[bool, typer.Option(help="Trust an unknown host key (its fingerprint is printed).")]
+SshConfigOption = Annotated[bool, typer.Option(help="Read ~/.ssh/config for aliases, users, keys, ProxyJump.")]
+ProfileOption = Annotated[
+    str | None, typer.Option(help="Device profile to use instead of the detected one (`edgekit profiles list`).")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+
+
+def connect(
+    target: str,
+    identity: Path | None,
+    known_hosts: Path,
+    accept_new_host_key: bool,
+    ssh_config: bool,
+) -> SSHConnection:
+    return open_connection(
+        parse_target(target),
+        known_hosts=known_hosts.expanduser(),
+        accept_new_host_key=accept_new_host_key,
+        identity=identity,
+        use_ssh_config=ssh_config,
+        on_new_host_key=lambda host, fp: err_console.print(f"trusting new host key of {host}: {fp}"),
+    )
