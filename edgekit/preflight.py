@@ -245,11 +245,16 @@ def run_checks(given: PreflightInput) -> list[Check]:
     return [check(given) for check in CHECKS]
 
 
-def require(checks: list[Check]) -> None:
-    """Raise with the first failed check's sentence, counting the others."""
+def require(checks: list[Check], listed: bool = False) -> None:
+    """Raise with the first failed check's sentence, counting the others (or all, once listed)."""
     failed = [check for check in checks if not check.ok]
     if not failed:
         return
+    if listed:
+        count = f"{len(failed)} problem{'s' if len(failed) > 1 else ''}"
+        raise PreflightFailed(
+            f"Preflight found {count} ({', '.join(c.name for c in failed)}); fix them as listed and re-run."
+        )
     more = len(failed) - 1
     if not more:
         raise PreflightFailed(failed[0].problem)

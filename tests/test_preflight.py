@@ -184,3 +184,10 @@ def test_require_passes_when_all_pass_and_counts_the_rest() -> None:
     ]
     with pytest.raises(PreflightFailed, match=r"^First problem; fix it \(2 more problems: --check lists them\)\.$"):
         require(failed)
+
+
+def test_require_after_the_checks_were_listed_names_them_all() -> None:
+    failed = [Check("runtime", False, "x", "One."), Check("camera", False, "y", "Two."), Check("disk", True, "z")]
+    with pytest.raises(PreflightFailed, match=r"^Preflight found 2 problems \(runtime, camera\); fix them as listed"):
+        require(failed, listed=True)
+    require([Check("disk", True, "z")], listed=True)

@@ -81,7 +81,7 @@ def provision_command(
             plan = plan_provision(conn, request, Reporter(step=lambda text: status.update(text)))
         if check:
             _report_check(plan, as_json)
-            require(plan.checks)
+            require(plan.checks, listed=True)
             return
         result = _provision_with_progress(conn, plan, request)
     finally:

@@ -106,8 +106,9 @@ def test_check_on_a_module_twin_lists_what_it_lacks(orin_twin: TwinInfo, tmp_pat
     failed = {check["name"]: check["problem"] for check in plan["checks"] if not check["ok"]}
     assert "cannot import tensorrt" in failed["runtime"]
     assert "no /dev/video0 for csi://0" in failed["camera"]
+    assert "no nvarguscamerasrc" in failed["opencv"]
     assert "Traceback" not in done.stderr
-    assert done.stderr.startswith("PreflightFailed: ") and "--check lists them" in done.stderr
+    assert done.stderr.startswith("PreflightFailed: Preflight found 3 problems (runtime, opencv, camera)")
     assert written(orin_twin) == before
 
 
