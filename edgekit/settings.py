@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import UsageError
-from edgekit.profiles import Profile, from_toml
+from edgekit.profiles import Camera, Profile, from_toml
 
 PRECISIONS = ("int8", "fp16", "fp32")
 
@@ -34,20 +34,11 @@ class BuildSettings:
 
 
 @dataclass(frozen=True)
-class CameraSettings:
-    csi_pipeline: str
-    rtsp_decode: str
-    rtsp_decoder: str
-    width: int
-    height: int
-    fps: int
-
-
-@dataclass(frozen=True)
 class Settings:
     profile: str
     build: BuildSettings
-    camera: CameraSettings
+    # The camera keys are the profile's own; they merge like the build keys.
+    camera: Camera
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -133,5 +124,5 @@ def merge_settings(profile: Profile, *overrides: dict[str, dict[str, Any]]) -> S
     return Settings(
         profile=profile.name,
         build=BuildSettings(**merged["build"]),
-        camera=CameraSettings(**merged["camera"]),
+        camera=Camera(**merged["camera"]),
     )

@@ -7,7 +7,21 @@ from collections.abc import Sequence
 from typing import Any
 
 from edgekit.errors import DeviceError
-from edgekit.ssh.connection import Connection
+from edgekit.ssh.connection import Connection, RunResult
+
+
+def json_answer(result: RunResult) -> dict[str, Any] | None:
+    """The JSON object on the last line of stdout, where the agent puts its one answer."""
+    lines = result.stdout.strip().splitlines()
+    try:
+        answer = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        return None
+    return answer if isinstance(answer, dict) else None
+
+
+def last_stderr_line(result: RunResult) -> str:
+    return (result.stderr.strip().splitlines() or ["no output"])[-1]
 
 
 def call_agent(
@@ -15,15 +29,10 @@ def call_agent(
 ) -> dict[str, Any]:
     """Run ``python agent args`` and return its JSON object; an agent error becomes DeviceError."""
     result = conn.run([python, agent, *args], check=False, timeout=timeout)
-    lines = result.stdout.strip().splitlines()
-    try:
-        answer = json.loads(lines[-1]) if lines else None
-    except ValueError:
-        answer = None
-    if not isinstance(answer, dict):
-        detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+    answer = json_answer(result)
+    if answer is None:
         raise DeviceError(
-            f"The edgekit agent on {conn.target} gave no answer to `{args[0]}` ({detail}); "
+            f"The edgekit agent on {conn.target} gave no answer to `{args[0]}` ({last_stderr_line(result)}); "
             "check that python3 runs there."
         )
     if "error" in answer:

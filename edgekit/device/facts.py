@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from typing import Any
 
+from edgekit.device.agent import json_answer, last_stderr_line
 from edgekit.device.layout import STATE_DIR
 from edgekit.errors import DeviceError, PreflightFailed
 from edgekit.ssh.connection import Connection
@@ -22,14 +22,10 @@ def read_facts(conn: Connection) -> dict[str, Any]:
     result = conn.run(["python3", "-c", facts_source(), STATE_DIR], check=False, timeout=FACTS_TIMEOUT_S)
     if result.exit_code == 127:
         raise PreflightFailed(f"{conn.target} has no python3; flash JetPack 5.1 or later, which ships it.")
-    lines = result.stdout.strip().splitlines()
-    try:
-        facts = json.loads(lines[-1]) if result.ok and lines else None
-    except ValueError:
-        facts = None
-    if not isinstance(facts, dict):
-        detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+    facts = json_answer(result) if result.ok else None
+    if facts is None:
         raise DeviceError(
-            f"{conn.target} could not describe itself with python3 ({detail}); check that `python3 -V` runs there."
+            f"{conn.target} could not describe itself with python3 ({last_stderr_line(result)}); "
+            "check that `python3 -V` runs there."
         )
     return facts

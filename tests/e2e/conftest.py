@@ -1,7 +1,8 @@
-"""A Jetson twin booted for the end-to-end tests, and torn down after them."""
+"""Jetson twins booted for the end-to-end tests, and torn down after them."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 
@@ -11,11 +12,24 @@ from edgekit.profiles import load_profile
 from edgekit.twin import TwinInfo, twin_down, twin_up
 
 
-@pytest.fixture(scope="session")
-def twin() -> Iterator[TwinInfo]:
-    name = f"e2e-{os.getpid()}"
-    info = twin_up(name, load_profile("twin"), port=None, log=lambda line: None)
+@contextlib.contextmanager
+def booted(role: str, profile: str) -> Iterator[TwinInfo]:
+    name = f"e2e-{role}-{os.getpid()}"
+    info = twin_up(name, load_profile(profile), port=None, log=lambda line: None)
     try:
         yield info
     finally:
         twin_down(name)
+
+
+@pytest.fixture(scope="session")
+def twin() -> Iterator[TwinInfo]:
+    with booted("twin", "twin") as info:
+        yield info
+
+
+@pytest.fixture(scope="module")
+def orin_twin() -> Iterator[TwinInfo]:
+    """A twin showing the identity of an Orin Nano 8GB on JetPack 6.2 (but no TensorRT, no camera)."""
+    with booted("orin", "orin-nano-8gb-jp62") as info:
+        yield info

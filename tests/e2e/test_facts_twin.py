@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_provision_twin import SAMPLES, edgekit
+from test_provision_twin import SAMPLES, edgekit, provision_args
 
-from edgekit.profiles import load_profile
-from edgekit.twin import TwinInfo, twin_down, twin_exec, twin_up
+from edgekit.twin import TwinInfo, twin_exec
 from edgekit.twin.machine import STATE_ROOT
 
 pytestmark = pytest.mark.e2e
@@ -19,35 +16,14 @@ pytestmark = pytest.mark.e2e
 OWN_WRITES = ("var/log/", "var/lib/systemd/", "var/cache/", "var/tmp/", "tmp/")
 
 
-@pytest.fixture(scope="module")
-def orin_twin() -> Iterator[TwinInfo]:
-    """A twin showing the identity of an Orin Nano 8GB on JetPack 6.2 (but no TensorRT, no camera)."""
-    name = f"e2e-orin-{os.getpid()}"
-    info = twin_up(name, load_profile("orin-nano-8gb-jp62"), port=None, log=lambda line: None)
-    try:
-        yield info
-    finally:
-        twin_down(name)
-
-
 def ssh_args(twin: TwinInfo) -> list[str]:
     return [twin.target, "--identity", twin.identity, "--known-hosts", twin.known_hosts, "--no-ssh-config"]
 
 
-def check_args(twin: TwinInfo, *extra: str) -> list[str]:
-    return [
-        "provision",
-        *ssh_args(twin),
-        "--model",
-        str(SAMPLES / "model.onnx"),
-        "--calib",
-        str(SAMPLES / "calib"),
-        "--holdout",
-        str(SAMPLES / "holdout"),
-        "--check",
-        "--json",
-        *extra,
-    ]
+def check_args(twin: TwinInfo, source: str, *extra: str) -> list[str]:
+    args = provision_args(twin, Path(twin.known_hosts), "--check", "--json", *extra)
+    args[args.index("--source") + 1] = source
+    return args
 
 
 def written(twin: TwinInfo) -> set[str]:
@@ -80,7 +56,7 @@ def test_facts_detect_the_twin_and_write_nothing(twin: TwinInfo, tmp_path: Path)
 
 def test_check_passes_on_the_twin_and_installs_nothing(twin: TwinInfo, tmp_path: Path) -> None:
     before = written(twin)
-    done = edgekit(*check_args(twin, "--source", str(SAMPLES / "clip.avi")), home=tmp_path)
+    done = edgekit(*check_args(twin, str(SAMPLES / "clip.avi")), home=tmp_path)
     assert done.returncode == 0, done.stderr
     plan = json.loads(done.stdout)
     assert plan["ok"] is True and plan["profile"] == "twin"
@@ -100,7 +76,7 @@ def test_the_twin_of_a_module_is_detected_as_that_module(orin_twin: TwinInfo, tm
 
 def test_check_on_a_module_twin_lists_what_it_lacks(orin_twin: TwinInfo, tmp_path: Path) -> None:
     before = written(orin_twin)
-    done = edgekit(*check_args(orin_twin, "--source", "csi://0"), home=tmp_path)
+    done = edgekit(*check_args(orin_twin, "csi://0"), home=tmp_path)
     assert done.returncode == 5, done.stderr
     plan = json.loads(done.stdout)
     failed = {check["name"]: check["problem"] for check in plan["checks"] if not check["ok"]}
@@ -113,7 +89,7 @@ def test_check_on_a_module_twin_lists_what_it_lacks(orin_twin: TwinInfo, tmp_pat
 
 
 def test_a_profile_of_another_module_is_refused_with_the_reason(orin_twin: TwinInfo, tmp_path: Path) -> None:
-    done = edgekit(*check_args(orin_twin, "--source", "csi://0", "--profile", "xavier-nx-jp51"), home=tmp_path)
+    done = edgekit(*check_args(orin_twin, "csi://0", "--profile", "xavier-nx-jp51"), home=tmp_path)
     assert done.returncode == 2, done.stderr
     message = " ".join(done.stderr.split())
     assert "--profile xavier-nx-jp51 is for tegra194" in message
