@@ -76,7 +76,8 @@ def twin_up(name: str, profile: Profile, port: int | None, log: Log) -> TwinInfo
     try:
         fingerprint = _personalise(root, state, name, profile, port)
         log(f"booting twin {name!r} ({profile.name}) with sshd on 127.0.0.1:{port}")
-        pid = _boot(name, state)
+        nspawn = _boot(name, state)
+        pid = nspawn.pid
         info = TwinInfo(
             name=name,
             profile=profile.name,
@@ -88,7 +89,7 @@ def twin_up(name: str, profile: Profile, port: int | None, log: Log) -> TwinInfo
             host_key_fingerprint=fingerprint,
         )
         (state / "twin.json").write_text(json.dumps(asdict(info), indent=2))
-        _wait_until_booted(info, state)
+        _wait_until_booted(info, state, nspawn)
     except BaseException:
         twin_down(name)
         raise
@@ -211,7 +212,7 @@ def _user_ids(root: Path, user: str) -> tuple[int, int]:
     raise TwinError(f"The twin rootfs has no user {user!r}; delete the rootfs cache to rebuild it.")
 
 
-def _boot(name: str, state: Path) -> int:
+def _boot(name: str, state: Path) -> subprocess.Popen[bytes]:
     console = open(state / "console.log", "wb")
     process = subprocess.Popen(
         [
@@ -233,15 +234,19 @@ def _boot(name: str, state: Path) -> int:
         start_new_session=True,
     )
     console.close()
-    return process.pid
+    return process
 
 
-def _wait_until_booted(info: TwinInfo, state: Path) -> None:
+def _wait_until_booted(info: TwinInfo, state: Path, nspawn: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + BOOT_TIMEOUT_S
     while time.monotonic() < deadline:
-        if not _is_nspawn(info.pid):
+        # Our own child: poll() knows its exit status, which /proc would lose once reaped.
+        status = nspawn.poll()
+        if status is not None:
             tail = (state / "console.log").read_text(errors="replace").strip().splitlines()[-3:]
-            raise TwinError(f"The twin's container exited while booting ({' / '.join(tail) or 'no output'}).")
+            raise TwinError(
+                f"The twin's container exited with status {status} while booting ({' / '.join(tail) or 'no output'})."
+            )
         if _ssh_banner(info.port):
             done = twin_exec(info.name, ["systemctl", "is-system-running", "--wait"], timeout=BOOT_TIMEOUT_S)
             if done.stdout.strip() in ("running", "degraded"):
