@@ -1,0 +1,65 @@
+"""INT8 entropy calibration fed from the calibration tensors the host shipped.
+
+TensorRT asks for batches by input name and reads device pointers back; the class has to
+subclass the imported release's IInt8EntropyCalibrator2, so it is made per module. The
+calibration cache sits next to the engine cache: a rebuild with the same data (a new
+TensorRT timing, a lost engine) skips calibration, and new data has a new cache name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ...errors import AgentError
+from .files import read_or_none, write_atomically
+
+
+def make_calibrator(trt: Any, cuda: Any, data: np.ndarray, input_name: str, batch_size: int, cache_path: str) -> Any:
+    """An IInt8EntropyCalibrator2 over ``data`` ([N, ...] float32), in full batches."""
+    if not hasattr(trt, "IInt8EntropyCalibrator2"):
+        raise AgentError(
+            "precision",
+            f"TensorRT {trt.__version__} has no INT8 calibrator; this device needs the explicit Q/DQ model "
+            '(a profile with int8 = "qdq").',
+        )
+    if len(data) < batch_size:
+        raise AgentError("calibration", f"Calibration needs at least {batch_size} images, got {len(data)}.")
+    base = trt.IInt8EntropyCalibrator2
+
+    class EntropyCalibrator(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            base.__init__(self)
+            self.batches_served = 0
+            self._data = np.ascontiguousarray(data, dtype=np.float32)
+            self._stream = cuda.stream()
+            self._host = cuda.pagelocked_empty((batch_size,) + self._data.shape[1:], np.float32)
+            self._device = cuda.mem_alloc(self._host.nbytes)
+
+        def get_batch_size(self) -> int:
+            return batch_size
+
+        def get_batch(self, names: list[str], *unused: Any) -> list[int] | None:
+            # A last partial batch is left out: TensorRT reads get_batch_size() images.
+            start = self.batches_served * batch_size
+            if start + batch_size > len(self._data):
+                return None
+            if list(names) != [input_name]:
+                raise AgentError("calibration", f"TensorRT asked for inputs {names}, not {input_name!r}.")
+            np.copyto(self._host, self._data[start : start + batch_size])
+            cuda.memcpy_htod_async(self._device, self._host, self._stream)
+            self._stream.synchronize()
+            self.batches_served += 1
+            return [self._device]
+
+        def read_calibration_cache(self) -> bytes | None:
+            return read_or_none(cache_path)
+
+        def write_calibration_cache(self, cache: Any) -> None:
+            write_atomically(cache_path, bytes(cache))
+
+        def release(self) -> None:
+            cuda.mem_free(self._device)
+
+    return EntropyCalibrator()
