@@ -91,6 +91,15 @@ def _set_precision(trt: Any, config: Any, caps: Capabilities, options: BuildOpti
     if options.precision != "int8":
         raise AgentError("precision", f"Precision {options.precision!r} is not one of int8, fp16, fp32.")
     if options.int8 == "qdq":
+        # TensorRT 11 builds a model without Q/DQ nodes in FP32 without a word: refuse it here.
+        # Node op types are plain strings in the ONNX protobuf, so a byte search finds them.
+        with open(options.onnx_path, "rb") as handle:
+            if b"QuantizeLinear" not in handle.read():
+                raise AgentError(
+                    "precision",
+                    f"{options.onnx_path} has no Q/DQ nodes, so it cannot be built as INT8 without a calibrator; "
+                    "ship the host's model.int8.onnx.",
+                )
         # Explicit quantization: the scales are in the model. Before TensorRT 11 the INT8
         # flag still has to allow INT8 kernels; 11 has no flag and follows the Q/DQ types.
         if caps.int8_flag:

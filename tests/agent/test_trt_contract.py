@@ -1,0 +1,199 @@
+"""Contract tests: the TensorRT builder and runner against a strict stand-in of each release.
+
+TensorRT cannot be installed here. Each stand-in (trt_standin.py) exposes exactly the
+Python API surface of one release, read from NVIDIA's binding sources, raises
+AttributeError on anything else and records the calls made; the engine it "builds" runs
+the ONNX model with onnxruntime, so the runner's data path is checked end to end. What
+this proves: the right calls per release, the calibrator protocol, the cache and buffer
+handling. What it cannot prove: TensorRT's own numerics, tactics or memory behaviour.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import pytest
+from fake_cuda import FakeCuda
+from trt_standin import VERSIONS, calls, make_tensorrt, read_engine
+
+import edgekit.bundle
+from edgekit.agent.backends.tensorrt.builder import BuildOptions, build_engine
+from edgekit.agent.backends.tensorrt.runner import TensorRTBackend, deserialize
+from edgekit.agent.errors import AgentError
+from edgekit.bundle import BundleRequest, build_bundle
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "digits"
+CALIBRATORS = ("8.5", "8.6", "10.3", "10.13")
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    # The host's own bundle: the FP32 model, its Q/DQ twin and calib.npz.
+    original = edgekit.bundle.CACHE_DIR
+    edgekit.bundle.CACHE_DIR = tmp_path_factory.mktemp("bundles")
+    try:
+        return build_bundle(BundleRequest(model=SAMPLES / "model.onnx", calib_dir=SAMPLES / "calib", holdout_dir=None))
+    finally:
+        edgekit.bundle.CACHE_DIR = original
+
+
+def options(bundle, tmp_path, precision="int8", int8="calibrator", **changes):
+    model = bundle.files["model.int8.onnx" if int8 == "qdq" and precision == "int8" else "model.onnx"]
+    values = dict(
+        onnx_path=str(model),
+        precision=precision,
+        int8=int8,
+        workspace_mib=1024,
+        dla_core=None,
+        batch=(1, 4, 8),
+        timing_cache_path=str(tmp_path / "timing.cache"),
+        calibration_path=str(bundle.files["calib.npz"]),
+        calibration_cache_path=str(tmp_path / "calib.cache"),
+    )
+    values.update(changes)
+    return BuildOptions(**values)
+
+
+def build(version, opts):
+    cuda = FakeCuda()
+    trt = make_tensorrt(version, cuda)
+    return trt, cuda, build_engine(trt, cuda, opts, lambda line: None)
+
+
+def reference(model_path, batch):
+    session = onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: batch})[0]
+
+
+@pytest.mark.parametrize("version", CALIBRATORS)
+def test_int8_with_the_calibrator(version, bundle, tmp_path):
+    trt, cuda, plan = build(version, options(bundle, tmp_path))
+    engine = read_engine(plan)
+    assert "INT8" in engine["flags"] and "FP16" not in engine["flags"]
+    # Every full batch of 8 from the 240 calibration images (every 5th of 300 is held out).
+    assert engine["calibration"]["source"] == "batches"
+    assert engine["calibration"]["batches"] == 240 // 8
+    assert calls(trt, "IBuilderConfig.int8_calibrator=")
+    assert calls(trt, "IBuilderConfig.set_calibration_profile")
+    assert (tmp_path / "calib.cache").is_file()
+    # The calibrator's device buffer was freed once the build was over.
+    assert not cuda.memory
+
+
+@pytest.mark.parametrize("version", CALIBRATORS)
+def test_a_second_build_reads_the_calibration_and_timing_caches(version, bundle, tmp_path):
+    build(version, options(bundle, tmp_path))
+    _, _, plan = build(version, options(bundle, tmp_path))
+    engine = read_engine(plan)
+    assert engine["calibration"]["source"] == "cache" and engine["calibration"]["batches"] == 0
+    assert engine["timing_cache_reused"] is True
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_workspace_uses_the_api_of_the_release(version, bundle, tmp_path):
+    trt, _, _ = build(version, options(bundle, tmp_path, precision="fp32"))
+    # set_memory_pool_limit exists from 8.4 on; max_workspace_size is gone in 10.
+    assert calls(trt, "IBuilderConfig.set_memory_pool_limit") == [
+        "IBuilderConfig.set_memory_pool_limit(WORKSPACE, 1073741824)"
+    ]
+    assert not calls(trt, "IBuilderConfig.max_workspace_size=")
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_explicit_batch_flag_only_where_the_release_has_it(version, bundle, tmp_path):
+    trt, _, _ = build(version, options(bundle, tmp_path, precision="fp32"))
+    created = calls(trt, "Builder.create_network")
+    assert created == (["Builder.create_network(0)"] if version == "11.1" else ["Builder.create_network(1)"])
+
+
+def test_tensorrt_11_refuses_the_calibrator_path(bundle, tmp_path):
+    with pytest.raises(AgentError, match="TensorRT 11.1.* has no INT8 calibrator.*qdq"):
+        build("11.1", options(bundle, tmp_path))
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_int8_from_the_qdq_model(version, bundle, tmp_path):
+    trt, _, plan = build(version, options(bundle, tmp_path, int8="qdq"))
+    engine = read_engine(plan)
+    assert engine["calibration"] is None or engine["calibration"]["source"] != "batches"
+    # Before 11 the INT8 flag allows INT8 kernels; 11 has no such flag at all.
+    assert ("INT8" in engine["flags"]) == (version != "11.1")
+    assert not calls(trt, "IBuilderConfig.int8_calibrator=")
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_qdq_path_refuses_a_model_without_qdq_nodes(version, bundle, tmp_path):
+    opts = options(bundle, tmp_path, int8="qdq")._replace(onnx_path=str(bundle.files["model.onnx"]))
+    with pytest.raises(AgentError, match="no Q/DQ nodes"):
+        build(version, opts)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_fp16_only_when_asked_and_never_on_11(version, bundle, tmp_path):
+    if version == "11.1":
+        with pytest.raises(AgentError, match="no FP16 builder flag"):
+            build(version, options(bundle, tmp_path, precision="fp16"))
+        return
+    _, _, plan = build(version, options(bundle, tmp_path, precision="fp16"))
+    assert read_engine(plan)["flags"] == ["FP16"]
+    _, _, fp32 = build(version, options(bundle, tmp_path / "fp32", precision="fp32"))
+    assert read_engine(fp32)["flags"] == []
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_dla_with_gpu_fallback(version, bundle, tmp_path):
+    _, _, plan = build(version, options(bundle, tmp_path, precision="fp32", dla_core=1))
+    engine = read_engine(plan)
+    assert (engine["device"], engine["dla_core"]) == ("DLA", 1)
+    assert "GPU_FALLBACK" in engine["flags"]
+    with pytest.raises(AgentError, match="DLA core 5"):
+        build(version, options(bundle, tmp_path, precision="fp32", dla_core=5))
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_every_parser_error_is_listed(version, tmp_path):
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"\x08\x07this is not an onnx model")
+    opts = BuildOptions(str(broken), "fp32", "calibrator", 256, None, (1, 1, 1), str(tmp_path / "t"))
+    with pytest.raises(AgentError) as info:
+        build(version, opts)
+    message = str(info.value)
+    assert "cannot parse" in message and "errors)" in message and message.count(";") >= 1
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("batch", [1, 3, 8])
+def test_runner_matches_onnxruntime(version, batch, bundle, tmp_path):
+    trt, cuda, plan = build(version, options(bundle, tmp_path, precision="fp32"))
+    backend = TensorRTBackend(trt, cuda, deserialize(trt, plan))
+    images = np.random.default_rng(batch).random((batch, 1, 8, 8), dtype=np.float32)
+    (logits,) = backend.infer({backend.input_names[0]: images})
+    np.testing.assert_allclose(logits, reference(bundle.files["model.onnx"], images), rtol=1e-6)
+    # Named-tensor API only, one stream, page-locked host buffers.
+    assert calls(trt, "IExecutionContext.execute_async_v3")
+    assert not [c for c in trt._calls if "execute_async_v2" in c or "binding" in c]
+    assert len(cuda.streams) == 1
+    backend.close()
+    assert not cuda.memory
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_runner_reuses_buffers_and_refuses_a_batch_beyond_the_profile(version, bundle, tmp_path):
+    trt, cuda, plan = build(version, options(bundle, tmp_path, precision="fp32"))
+    backend = TensorRTBackend(trt, cuda, deserialize(trt, plan))
+    name = backend.input_names[0]
+    for _ in range(3):
+        backend.infer({name: np.zeros((2, 1, 8, 8), np.float32)})
+    assert len(cuda.calls_named("mem_alloc")) == 2  # one input, one output buffer, kept
+    with pytest.raises(AgentError, match="outside the engine's profile"):
+        backend.infer({name: np.zeros((9, 1, 8, 8), np.float32)})
+    backend.close()
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_engines_are_not_portable_across_releases(version, bundle, tmp_path):
+    _, _, plan = build(version, options(bundle, tmp_path, precision="fp32"))
+    other = "10.3" if version != "10.3" else "8.6"
+    assert deserialize(make_tensorrt(other, FakeCuda()), plan) is None
