@@ -122,13 +122,19 @@ def plan_provision(conn: Connection, request: ProvisionRequest, reporter: Report
         ),
         log=reporter.step,
     )
-    release_bytes = sum(path.stat().st_size for path in bundle.files.values())
-    local_media = request.source.local_file()
-    if local_media is not None:
-        release_bytes += local_media.stat().st_size
+    release_bytes = sum(path.stat().st_size for path in release_files(bundle, request.source).values())
     disk = DiskNeed(release_bytes, RUNTIME_ALLOWANCE_BYTES, bundle.model.path.stat().st_size)
     checks = run_checks(PreflightInput(facts, resolution.profile, settings, request.source, disk))
     return Plan(str(conn.target), facts, device, resolution, settings, bundle, checks)
+
+
+def release_files(bundle: Bundle, source: SourceSpec) -> dict[str, Path]:
+    """Every file of a release by its name in the release, the shipped video included."""
+    files = dict(bundle.files)
+    local_media = source.local_file()
+    if local_media is not None:
+        files[f"media/{local_media.name}"] = local_media
+    return files
 
 
 def site_config(source: SourceSpec, settings: Settings) -> dict[str, Any]:
@@ -167,10 +173,7 @@ def provision(conn: Connection, plan: Plan, request: ProvisionRequest, reporter:
         Blob.of(path) for path in fetch_wheels(python_version, facts["platform"]["machine"], facts["platform"]["glibc"])
     ]
 
-    files = {name: Blob.of(path) for name, path in bundle.files.items()}
-    local_media = request.source.local_file()
-    if local_media is not None:
-        files[f"media/{local_media.name}"] = Blob.of(local_media)
+    files = {name: Blob.of(path) for name, path in release_files(bundle, request.source).items()}
     # The release id must not depend on release.json, which names it: hash the rest first.
     rid = install.release_id(files)
     manifest = release_manifest(bundle, settings, rid)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
@@ -26,6 +26,7 @@ from edgekit.preflight import require
 from edgekit.provision import Plan, ProvisionRequest, ProvisionResult, Reporter, plan_provision, provision
 from edgekit.settings import PRECISIONS, load_user_config
 from edgekit.source import SourceSpec
+from edgekit.ssh.connection import Connection
 
 
 def provision_command(
@@ -92,7 +93,7 @@ def provision_command(
         _summary(result)
 
 
-def _provision_with_progress(conn: Any, plan: Plan, request: ProvisionRequest) -> ProvisionResult:
+def _provision_with_progress(conn: Connection, plan: Plan, request: ProvisionRequest) -> ProvisionResult:
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
