@@ -7,7 +7,7 @@ onnxruntime backend's, so the gate and the camera service do not know which one 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -18,24 +18,25 @@ def _logger(trt: Any) -> Any:
     return trt.Logger(trt.Logger.WARNING)
 
 
-def deserialize(trt: Any, data: bytes) -> Any:
-    """The engine, or None when TensorRT refuses the bytes (another version, a torn file)."""
+class Loaded(NamedTuple):
+    # The engine is only valid while the runtime that made it lives.
+    runtime: Any
+    engine: Any
+
+
+def deserialize(trt: Any, data: bytes) -> Loaded | None:
+    """The engine and its runtime, or None when TensorRT refuses the bytes (another version, a torn file)."""
     runtime = trt.Runtime(_logger(trt))
     engine = runtime.deserialize_cuda_engine(data)
-    if engine is not None:
-        # The engine needs its runtime alive; pin it on our side.
-        _RUNTIMES[id(engine)] = runtime
-    return engine
-
-
-_RUNTIMES: dict[int, Any] = {}
+    return None if engine is None else Loaded(runtime, engine)
 
 
 class TensorRTBackend:
-    def __init__(self, trt: Any, cuda: Any, engine: Any) -> None:
+    def __init__(self, trt: Any, cuda: Any, loaded: Loaded) -> None:
         self._trt = trt
         self._cuda = cuda
-        self._engine = engine
+        self._loaded: Loaded | None = loaded
+        engine = loaded.engine
         self._context = engine.create_execution_context()
         if self._context is None:
             raise AgentError("backend", "TensorRT could not create an execution context (out of GPU memory?).")
@@ -87,6 +88,5 @@ class TensorRTBackend:
         for _, device, _ in self._buffers.values():
             self._cuda.mem_free(device)
         self._buffers.clear()
-        _RUNTIMES.pop(id(self._engine), None)
         self._context = None
-        self._engine = None
+        self._loaded = None
