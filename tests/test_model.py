@@ -9,13 +9,12 @@ from pathlib import Path
 
 import onnx
 import pytest
+from digits_sample import DIGITS_SPEC, SAMPLES
 from onnx import TensorProto, helper
 
 from edgekit.agent.preprocess import PreprocessSpec
 from edgekit.errors import ModelError
 from edgekit.model import inspect_model, sha256_file
-
-SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "digits"
 
 
 def one_sentence(message: str) -> bool:
@@ -73,18 +72,7 @@ def test_sample_model() -> None:
     assert [(t.name, t.shape, t.dtype) for t in info.outputs] == [("logits", ("N", 10), "float32")]
     assert info.task == "classify"
     assert info.labels == tuple(str(d) for d in range(10))
-    assert info.preprocess == PreprocessSpec(
-        input_name="image",
-        height=8,
-        width=8,
-        channels=1,
-        layout="NCHW",
-        color="gray",
-        resize="stretch",
-        scale=1 / 255,
-        mean=(0.0,),
-        std=(1.0,),
-    )
+    assert info.preprocess == DIGITS_SPEC
 
 
 def test_missing_file(tmp_path: Path) -> None:

@@ -15,23 +15,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from digits_sample import DIGITS_SPEC, SAMPLES
 
 from edgekit.agent.preprocess import PreprocessSpec, preprocess
-
-SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "digits"
-
-SPEC = PreprocessSpec(
-    input_name="image",
-    height=8,
-    width=8,
-    channels=1,
-    layout="NCHW",
-    color="gray",
-    resize="stretch",
-    scale=1 / 255,
-    mean=(0.0,),
-    std=(1.0,),
-)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +44,7 @@ def read_labels(path: Path, key: str) -> dict[str, int]:
 
 
 def predict(session: ort.InferenceSession, frames: list[np.ndarray]) -> np.ndarray:
-    batch = np.concatenate([preprocess(frame, SPEC) for frame in frames])
+    batch = np.concatenate([preprocess(frame, DIGITS_SPEC) for frame in frames])
     (logits,) = session.run(["logits"], {"image": batch})
     assert logits.shape == (len(frames), 10)
     classes: np.ndarray = np.asarray(logits).argmax(axis=1)
@@ -93,7 +79,7 @@ def test_metadata_describes_classifier_and_preprocessing(model: onnx.ModelProto)
     meta = json.loads(props["edgekit.model"])
     assert meta["task"] == "classify"
     assert meta["labels"] == [str(d) for d in range(10)]
-    assert PreprocessSpec.from_dict(meta["preprocess"]) == SPEC
+    assert PreprocessSpec.from_dict(meta["preprocess"]) == DIGITS_SPEC
 
 
 def test_batch_dimension_is_dynamic(session: ort.InferenceSession) -> None:
