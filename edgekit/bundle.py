@@ -48,10 +48,6 @@ class Bundle:
     fp32_accuracy: float | None
     host_top1_agreement: float
 
-    @property
-    def served_model(self) -> str:
-        return "model.int8.onnx" if "model.int8.onnx" in self.files else "model.onnx"
-
 
 def build_bundle(request: BundleRequest, log: Callable[[str], None] = lambda text: None) -> Bundle:
     if request.precision not in PRECISIONS:

@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.bundle import Bundle, BundleRequest, build_bundle
-from edgekit.device import install, service
-from edgekit.device.agent import call_agent
+from edgekit.device import build, install, service
 from edgekit.device.blobs import Blob, prepare_store, upload_blobs
 from edgekit.device.facts import read_facts
-from edgekit.device.layout import CURRENT_LINK, RESULTS_FILE, VENV_LINK, release_dir
-from edgekit.errors import GateFailed
+from edgekit.device.layout import CURRENT_LINK, RESULTS_FILE
+from edgekit.errors import DeviceUnreachable, GateFailed
 from edgekit.preflight import Check, DiskNeed, PreflightInput, require, run_checks
 from edgekit.profiles import load_profiles
 from edgekit.resolve import DeviceIdentity, Resolution, resolve_profile
@@ -55,6 +54,8 @@ class Reporter:
     step: Callable[[str], None] = lambda text: None
     upload: Callable[[str, int], None] = lambda name, size: None
     progress: Callable[[int, int], None] | None = None
+    # Each line the device's build logs, progress lines ("progress: phase 3/10") included.
+    device_line: Callable[[str], None] = lambda line: None
 
 
 @dataclass
@@ -122,15 +123,26 @@ def plan_provision(conn: Connection, request: ProvisionRequest, reporter: Report
         ),
         log=reporter.step,
     )
-    release_bytes = sum(path.stat().st_size for path in release_files(bundle, request.source).values())
+    release_bytes = sum(path.stat().st_size for path in release_files(bundle, settings, request.source).values())
     disk = DiskNeed(release_bytes, RUNTIME_ALLOWANCE_BYTES, bundle.model.path.stat().st_size)
     checks = run_checks(PreflightInput(facts, resolution.profile, settings, request.source, disk))
     return Plan(str(conn.target), facts, device, resolution, settings, bundle, checks)
 
 
-def release_files(bundle: Bundle, source: SourceSpec) -> dict[str, Path]:
+def served_model(settings: Settings) -> str:
+    """The ONNX the device runs: TensorRT's calibrator quantizes the FP32 model itself; the
+    Q/DQ model carries the host's INT8 scales for TensorRT 11 and for onnxruntime."""
+    build = settings.build
+    if build.precision != "int8" or (build.backend == "tensorrt" and build.int8 == "calibrator"):
+        return "model.onnx"
+    return "model.int8.onnx"
+
+
+def release_files(bundle: Bundle, settings: Settings, source: SourceSpec) -> dict[str, Path]:
     """Every file of a release by its name in the release, the shipped video included."""
     files = dict(bundle.files)
+    if served_model(settings) != "model.int8.onnx":
+        files.pop("model.int8.onnx", None)
     local_media = source.local_file()
     if local_media is not None:
         files[f"media/{local_media.name}"] = local_media
@@ -153,7 +165,7 @@ def release_manifest(bundle: Bundle, settings: Settings, rid: str) -> dict[str, 
         "profile": settings.profile,
         "backend": settings.build.backend,
         "build": asdict(settings.build),
-        "model": bundle.served_model,
+        "model": served_model(settings),
         "precision": settings.build.precision,
         "task": bundle.model.task,
         "labels": list(bundle.model.labels),
@@ -173,7 +185,7 @@ def provision(conn: Connection, plan: Plan, request: ProvisionRequest, reporter:
         Blob.of(path) for path in fetch_wheels(python_version, facts["platform"]["machine"], facts["platform"]["glibc"])
     ]
 
-    files = {name: Blob.of(path) for name, path in release_files(bundle, request.source).items()}
+    files = {name: Blob.of(path) for name, path in release_files(bundle, settings, request.source).items()}
     # The release id must not depend on release.json, which names it: hash the rest first.
     rid = install.release_id(files)
     manifest = release_manifest(bundle, settings, rid)
@@ -182,13 +194,14 @@ def provision(conn: Connection, plan: Plan, request: ProvisionRequest, reporter:
         "camera.json": _json_blob(bundle.directory / "camera.json", site_config(request.source, settings)),
         "unit": Blob.of(install.UNIT_SOURCE),
     }
+    gpu_dropin = Blob.of(install.GPU_DROPIN_SOURCE) if settings.build.backend == "tensorrt" else None
     files["release.json"] = system["release.json"]
 
     reporter.step("uploading")
     prepare_store(conn)
     sent = upload_blobs(
         conn,
-        [*files.values(), *wheels, system["camera.json"], system["unit"]],
+        [*files.values(), *wheels, system["camera.json"], system["unit"], *([gpu_dropin] if gpu_dropin else [])],
         on_file=lambda blob: reporter.upload(blob.local.name, blob.local.stat().st_size),
         progress=reporter.progress,
     )
@@ -196,15 +209,12 @@ def provision(conn: Connection, plan: Plan, request: ProvisionRequest, reporter:
     changed = install.ensure_venv(conn, python_version, wheels, runtime_requirements(python_version))
     release_new = install.ensure_release(conn, rid, files)
 
-    reporter.step("checking accuracy on the device")
-    path = release_dir(rid)
+    install.ensure_service_user(conn)
     try:
-        gate = call_agent(
-            conn,
-            f"{VENV_LINK}/bin/python",
-            f"{path}/agent.pyz",
-            ["gate", "--release-dir", path, "--samples", f"{path}/gate.npz"],
-        )
+        gate = _build_and_gate(conn, rid, settings, reporter)
+    except DeviceUnreachable:
+        # The build goes on on the device; re-running attaches to it, so keep the release.
+        raise
     except BaseException:
         if release_new and install.current_release(conn) != rid:
             install.remove_release(conn, rid)
@@ -220,7 +230,7 @@ def provision(conn: Connection, plan: Plan, request: ProvisionRequest, reporter:
         )
 
     reporter.step("installing the service")
-    changed = install.install_system(conn, system["unit"], system["camera.json"]) or changed
+    changed = install.install_system(conn, system["unit"], system["camera.json"], gpu_dropin) or changed
     previous = install.current_release(conn)
     changed = changed or release_new or previous != rid
     if changed or not service.is_active(conn):
@@ -252,6 +262,22 @@ def provision(conn: Connection, plan: Plan, request: ProvisionRequest, reporter:
         first_result=first,
         uploaded=[blob.local.name for blob in sent],
     )
+
+
+def _build_and_gate(conn: Connection, rid: str, settings: Settings, reporter: Reporter) -> dict[str, Any]:
+    """Run (or reattach to) the build unit and return the gate figures it measured."""
+    pause = settings.build.stop_service_during_build and service.is_active(conn)
+    watch, started = build.start_build(conn, rid, restart_after=service.UNIT_NAME if pause else None)
+    if started:
+        reporter.step(f"building the {settings.build.precision} model on the device ({watch.unit})")
+        if pause:
+            reporter.step("the camera service pauses during the build, to leave the memory to it")
+    else:
+        reporter.step(f"reattached to the build already running ({watch.unit})")
+    answer = build.follow_build(watch, reporter.device_line, on_drop=reporter.step)
+    reporter.step(f"model ready on the device in {answer['ready_s']:.1f} s; gate run")
+    gate: dict[str, Any] = answer["gate"]
+    return gate
 
 
 def _json_blob(path: Path, data: dict[str, Any]) -> Blob:

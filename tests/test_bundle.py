@@ -50,7 +50,6 @@ def test_int8_bundle(cache: Path) -> None:
     for name in INT8_FILES - {"model.onnx"}:
         assert bundle.files[name] == bundle.directory / name
         assert bundle.files[name].stat().st_size > 0
-    assert bundle.served_model == "model.int8.onnx"
     assert bundle.model.sha256 == sha256_file(SAMPLES / "model.onnx")
     assert bundle.holdout_samples == 360
     assert bundle.calibration_sha256 == sha256_file(bundle.files["calib.npz"])
@@ -95,7 +94,6 @@ def test_float_bundle_ships_the_fp32_model(cache: Path, precision: str) -> None:
     bundle = build_bundle(request(precision))
     assert set(bundle.files) == INT8_FILES - {"model.int8.onnx"}
     assert not (bundle.directory / "model.int8.onnx").exists()
-    assert bundle.served_model == "model.onnx"
     # FP32 serves the model itself: it agrees with itself.
     assert bundle.host_top1_agreement == 1.0
     int8 = build_bundle(request("int8"))

@@ -15,6 +15,9 @@ from typing import Any
 from . import AGENT_PROTOCOL
 from .errors import AgentError
 
+# The engine cache, the service's own StateDirectory (see firmware_overlay/).
+ENGINES_DIR = "/var/lib/edgekit/engines"
+
 
 def _facts(args: argparse.Namespace) -> dict[str, Any]:
     from .facts import collect_facts
@@ -22,10 +25,10 @@ def _facts(args: argparse.Namespace) -> dict[str, Any]:
     return collect_facts(args.state_dir)
 
 
-def _gate(args: argparse.Namespace) -> dict[str, Any]:
-    from .gate import run_gate
+def _build(args: argparse.Namespace) -> dict[str, Any]:
+    from .build import build_and_record
 
-    return run_gate(args.release_dir, args.samples)
+    return build_and_record(args.release_dir, args.samples, args.engines_dir, args.result)
 
 
 def _version(args: argparse.Namespace) -> dict[str, Any]:
@@ -42,13 +45,16 @@ def _parser() -> argparse.ArgumentParser:
     facts.add_argument("--state-dir", default="/var/lib/edgekit")
     facts.set_defaults(run=_facts)
 
-    gate = commands.add_parser("gate", help="compare a release's model with FP32 references")
-    gate.add_argument("--release-dir", required=True)
-    gate.add_argument("--samples", required=True, help=".npz with inputs, reference, labels")
-    gate.set_defaults(run=_gate)
+    build = commands.add_parser("build", help="build a release's engine here, then gate it against FP32")
+    build.add_argument("--release-dir", required=True)
+    build.add_argument("--samples", required=True, help=".npz with inputs, reference, labels")
+    build.add_argument("--engines-dir", default=ENGINES_DIR)
+    build.add_argument("--result", required=True, help="where the JSON answer is also written")
+    build.set_defaults(run=_build)
 
     serve = commands.add_parser("serve", help="run the camera service (under systemd)")
     serve.add_argument("--config", default="/etc/edgekit/camera.json")
+    serve.add_argument("--engines-dir", default=ENGINES_DIR)
 
     version = commands.add_parser("version", help="print the agent protocol version")
     version.set_defaults(run=_version)
@@ -64,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from .service import serve
 
-        return serve(args.config)
+        return serve(args.config, args.engines_dir)
     try:
         result = args.run(args)
     except AgentError as exc:

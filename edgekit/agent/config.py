@@ -15,6 +15,7 @@ from .errors import AgentError
 from .preprocess import PreprocessSpec
 
 PRECISIONS = ("int8", "fp16", "fp32")
+INT8_PATHS = ("calibrator", "qdq", "none")
 TASKS = ("classify",)
 RELEASE_FILE = "release.json"
 _REQUIRED = object()
@@ -40,6 +41,14 @@ class SiteConfig(NamedTuple):
     topk: int
 
 
+class BuildConfig(NamedTuple):
+    """How the device turns the release's ONNX into an engine (the host's merged settings)."""
+
+    int8: str
+    workspace_mib: int
+    dla_core: int | None
+
+
 class Release(NamedTuple):
     path: str
     release_dir: str
@@ -47,9 +56,14 @@ class Release(NamedTuple):
     backend: str
     model_path: str
     precision: str
+    build: BuildConfig
     task: str
     labels: list[str]
     preprocess: PreprocessSpec
+
+    @property
+    def calibration_path(self) -> str:
+        return os.path.join(self.release_dir, "calib.npz")
 
 
 class _Reader:
@@ -89,6 +103,11 @@ class _Reader:
         if value < minimum:
             raise self.fail(key, f"must be at least {minimum}, not {value}")
         return value
+
+    def optional_integer(self, key: str, minimum: int) -> int | None:
+        if self.data.get(key) is None:
+            return None
+        return self.integer(key, minimum)
 
     def choice(self, key: str, choices: Sequence[str]) -> str:
         value = self.text(key)
@@ -143,6 +162,7 @@ def load_release(release_dir: str) -> Release:
     labels = reader.value("labels", list, "a list of strings")
     if not all(isinstance(label, str) for label in labels):
         raise reader.fail("labels", "must hold only strings")
+    build = reader.section("build")
     preprocess_data = reader.value("preprocess", dict, "an object")
     try:
         preprocess = PreprocessSpec.from_dict(preprocess_data)
@@ -156,6 +176,11 @@ def load_release(release_dir: str) -> Release:
         # Relative to the release so a release folder can be moved or linked as a whole.
         model_path=os.path.join(release_dir, reader.text("model")),
         precision=reader.choice("precision", PRECISIONS),
+        build=BuildConfig(
+            int8=build.choice("int8", INT8_PATHS),
+            workspace_mib=build.integer("workspace_mib", 0),
+            dla_core=build.optional_integer("dla_core", 0),
+        ),
         task=reader.choice("task", TASKS),
         labels=list(labels),
         preprocess=preprocess,

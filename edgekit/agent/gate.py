@@ -1,8 +1,8 @@
 """The release gate: does the model as built on this device still agree with FP32?
 
 The host computes FP32 reference outputs for a fixed sample set; the device runs the same
-inputs through its own (INT8/FP16) model and reports how often the top-1 class agrees. The
-host decides whether that is good enough to switch the release live.
+inputs through its own (INT8/FP16) engine and reports how often the top-1 class agrees.
+The host decides whether that is good enough to switch the release live.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .backends import load_backend
-from .config import load_release
+from .backends import Backend
 from .errors import AgentError
 
 
@@ -49,31 +48,26 @@ def _mean_match(left: np.ndarray, right: np.ndarray) -> float:
     return float(np.mean(left == right))
 
 
-def run_gate(release_dir: str, samples_path: str) -> dict[str, Any]:
-    release = load_release(release_dir)
+def run_gate(backend: Backend, samples_path: str) -> dict[str, Any]:
     samples = _load_samples(samples_path)
-    backend = load_backend(release.backend, release.model_path)
-    try:
-        if len(backend.input_names) != 1:
-            raise AgentError("model", f"The gate needs a single-input model, not {backend.input_names!r}.")
-        input_name = backend.input_names[0]
-        inputs = samples["inputs"].astype(np.float32, copy=False)
-        reference = samples["reference"].reshape(len(inputs), -1)
-        outputs = np.empty(reference.shape, dtype=np.float32)
-        elapsed = 0.0
-        # One sample at a time: an engine built for the camera usually has a fixed batch of 1.
-        for index in range(len(inputs)):
-            started = time.perf_counter()
-            output = backend.infer({input_name: inputs[index : index + 1]})[0]
-            elapsed += time.perf_counter() - started
-            if output.size != reference.shape[1]:
-                raise AgentError(
-                    "samples",
-                    f"The model gives {output.size} values per sample but the reference has {reference.shape[1]}.",
-                )
-            outputs[index] = output.reshape(-1)
-    finally:
-        backend.close()
+    if len(backend.input_names) != 1:
+        raise AgentError("model", f"The gate needs a single-input model, not {backend.input_names!r}.")
+    input_name = backend.input_names[0]
+    inputs = samples["inputs"].astype(np.float32, copy=False)
+    reference = samples["reference"].reshape(len(inputs), -1)
+    outputs = np.empty(reference.shape, dtype=np.float32)
+    elapsed = 0.0
+    # One sample at a time: an engine built for the camera usually has a fixed batch of 1.
+    for index in range(len(inputs)):
+        started = time.perf_counter()
+        output = backend.infer({input_name: inputs[index : index + 1]})[0]
+        elapsed += time.perf_counter() - started
+        if output.size != reference.shape[1]:
+            raise AgentError(
+                "samples",
+                f"The model gives {output.size} values per sample but the reference has {reference.shape[1]}.",
+            )
+        outputs[index] = output.reshape(-1)
     predicted = np.argmax(outputs, axis=1)
     expected = np.argmax(reference, axis=1)
     labels = samples.get("labels")

@@ -13,8 +13,9 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -29,6 +30,10 @@ from .sources import FrameSource, open_source
 
 FPS_WINDOW = 30
 STATUS_PERIOD_S = 1.0
+# While the model loads (an engine build can take many minutes on a small Jetson), systemd's
+# start timeout is pushed out in steps; a load stuck past the cap still times out.
+EXTEND_PERIOD_S = 10.0
+EXTEND_CAP_S = 3600.0
 
 
 def run_inference(backend: Backend, release: Release, tensor: np.ndarray) -> list[np.ndarray]:
@@ -114,13 +119,40 @@ def _log(message: str) -> None:
     print("edgekit-agent: " + message, file=sys.stderr, flush=True)
 
 
+@contextlib.contextmanager
+def extending_start_timeout(period_s: float = EXTEND_PERIOD_S, cap_s: float = EXTEND_CAP_S) -> Iterator[None]:
+    """Keep systemd's start timeout three periods ahead while the body runs, up to ``cap_s``."""
+    done = threading.Event()
+    deadline = time.monotonic() + cap_s
+
+    def extend() -> None:
+        while time.monotonic() < deadline:
+            notify(f"EXTEND_TIMEOUT_USEC={int(period_s * 3 * 1e6)}")
+            if done.wait(period_s):
+                return
+
+    thread = threading.Thread(target=extend, name="extend-start-timeout", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+def _load_log(line: str) -> None:
+    _log(line)
+    notify("STATUS=" + line)
+
+
 def _start(
-    config_path: str, stack: contextlib.ExitStack
+    config_path: str, engines_dir: str, stack: contextlib.ExitStack
 ) -> tuple[SiteConfig, Release, Backend, FrameSource, ResultWriter]:
     site = load_site_config(config_path)
     release = load_release(site.release_dir)
     notify(f"STATUS=loading release {release.release}")
-    backend = load_backend(release.backend, release.model_path)
+    with extending_start_timeout():
+        backend = load_backend(release, engines_dir, _load_log)
     stack.callback(backend.close)
     source = open_source(site.source._asdict())
     stack.callback(source.close)
@@ -163,12 +195,12 @@ def _loop(
     _log(f"stopping on signal {stop.signum} after {frames} frames")
 
 
-def serve(config_path: str) -> int:
+def serve(config_path: str, engines_dir: str) -> int:
     """Run the camera loop until a signal or the end of the source; 1 on an AgentError."""
     stop = StopRequest()
     with contextlib.ExitStack() as stack:
         try:
-            site, release, backend, source, writer = _start(config_path, stack)
+            site, release, backend, source, writer = _start(config_path, engines_dir, stack)
             for signum in (signal.SIGTERM, signal.SIGINT):
                 stack.callback(signal.signal, signum, signal.signal(signum, stop))
             _loop(site, release, backend, source, writer, stop)

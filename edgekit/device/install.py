@@ -30,6 +30,8 @@ from edgekit.wheels import parse_pin, wheel_project
 
 OVERLAY_DIR = Path(__file__).resolve().parent.parent.parent / "firmware_overlay"
 UNIT_SOURCE = OVERLAY_DIR / "etc/systemd/system" / UNIT_NAME
+GPU_DROPIN_SOURCE = Path(__file__).resolve().parent / "units" / "gpu-devices.conf"
+GPU_DROPIN = f"{UNIT_FILE}.d/gpu-devices.conf"
 
 _VENV = r"""
 set -e
@@ -59,21 +61,36 @@ mv "$dir.tmp" "$dir"
 echo changed
 """
 
-# Service user, unit and config; prints "changed" when anything differs from what is there.
-_SYSTEM = r"""
+# The unprivileged user the build and the service run as.
+_USER = r"""
 set -e
-user="$1"; blobs="$2"; unit_blob="$3"; unit="$4"; config_blob="$5"; config="$6"
+user="$1"
 if ! id -u "$user" >/dev/null 2>&1; then
   getent group video >/dev/null || groupadd --system video
   useradd --system --home-dir /var/cache/edgekit --no-create-home --shell /usr/sbin/nologin --groups video "$user"
   echo changed
 fi
+"""
+
+# Unit, GPU drop-in ("-": none) and config; prints "changed" when anything differs.
+_SYSTEM = r"""
+set -e
+blobs="$1"; unit_blob="$2"; unit="$3"; config_blob="$4"; config="$5"; dropin_blob="$6"; dropin="$7"
 install -d -m 0755 "$(dirname "$config")"
 if ! cmp -s "$blobs/$config_blob" "$config"; then
   install -m 0644 "$blobs/$config_blob" "$config.tmp" && mv -f "$config.tmp" "$config" && echo changed
 fi
+reload=""
 if ! cmp -s "$blobs/$unit_blob" "$unit"; then
-  install -m 0644 "$blobs/$unit_blob" "$unit.tmp" && mv -f "$unit.tmp" "$unit"
+  install -m 0644 "$blobs/$unit_blob" "$unit.tmp" && mv -f "$unit.tmp" "$unit" && reload=1
+fi
+if [ "$dropin_blob" = "-" ]; then
+  if [ -e "$dropin" ]; then rm -f "$dropin" && reload=1; fi
+elif ! cmp -s "$blobs/$dropin_blob" "$dropin"; then
+  install -d -m 0755 "$(dirname "$dropin")"
+  install -m 0644 "$blobs/$dropin_blob" "$dropin.tmp" && mv -f "$dropin.tmp" "$dropin" && reload=1
+fi
+if [ -n "$reload" ]; then
   systemctl daemon-reload
   echo changed
 fi
@@ -127,8 +144,14 @@ def remove_release(conn: Connection, rid: str) -> None:
     conn.run(["rm", "-rf", "--", release_dir(rid)], sudo=True)
 
 
-def install_system(conn: Connection, unit: Blob, config: Blob) -> bool:
-    args = [SERVICE_USER, BLOBS_DIR, unit.digest, UNIT_FILE, config.digest, CONFIG_FILE]
+def ensure_service_user(conn: Connection) -> bool:
+    return _changed(conn, _USER, [SERVICE_USER])
+
+
+def install_system(conn: Connection, unit: Blob, config: Blob, gpu_dropin: Blob | None) -> bool:
+    """The unit, its GPU drop-in when the device runs TensorRT, and the site config."""
+    dropin = "-" if gpu_dropin is None else gpu_dropin.digest
+    args = [BLOBS_DIR, unit.digest, UNIT_FILE, config.digest, CONFIG_FILE, dropin, GPU_DROPIN]
     return _changed(conn, _SYSTEM, args)
 
 

@@ -11,6 +11,10 @@ VENV_LINK = f"{STATE_DIR}/venv"
 CURRENT_LINK = f"{STATE_DIR}/current"
 PREVIOUS_LINK = f"{STATE_DIR}/previous"
 RESULTS_FILE = f"{STATE_DIR}/results/results.jsonl"
+# The engine cache, timing and calibration caches: the service's StateDirectory, so the
+# service can rebuild an engine itself after a JetPack upgrade.
+ENGINES_DIR = f"{STATE_DIR}/engines"
+BUILDS_DIR = f"{ENGINES_DIR}/builds"
 CONFIG_FILE = "/etc/edgekit/camera.json"
 UNIT_NAME = "edgekit-camera.service"
 UNIT_FILE = f"/etc/systemd/system/{UNIT_NAME}"

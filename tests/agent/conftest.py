@@ -72,6 +72,7 @@ def release_dir(tmp_path: Path, model_path: Path) -> Path:
             "backend": "onnxruntime",
             "model": "model.int8.onnx",
             "precision": "int8",
+            "build": {"backend": "onnxruntime", "int8": "qdq", "workspace_mib": 0, "dla_core": None},
             "task": "classify",
             "labels": LABELS,
             "preprocess": PREPROCESS,

@@ -35,20 +35,39 @@ def test_facts(capsys, tmp_path):
     assert facts["disk"]["path"] == str(tmp_path)
 
 
-def test_gate(capsys, tmp_path, release_dir):
+def build_args(release_dir, samples, tmp_path):
+    return [
+        "build",
+        "--release-dir",
+        str(release_dir),
+        "--samples",
+        str(samples),
+        "--engines-dir",
+        str(tmp_path / "engines"),
+        "--result",
+        str(tmp_path / "engines" / "builds" / "r.json"),
+    ]
+
+
+def test_build_answers_and_records_the_gate(capsys, tmp_path, release_dir, monkeypatch):
+    monkeypatch.setenv("INVOCATION_ID", "0123abcd")
     samples = tmp_path / "samples.npz"
     inputs = np.zeros((2, 1, 8, 8), np.float32)
     np.savez(samples, inputs=inputs, reference=np.zeros((2, 10), np.float32))
-    code, result = run_main(["gate", "--release-dir", str(release_dir), "--samples", str(samples)], capsys)
+    code, result = run_main(build_args(release_dir, samples, tmp_path), capsys)
     assert code == 0
-    assert result["samples"] == 2
+    assert result["gate"]["samples"] == 2
+    assert (result["release"], result["backend"], result["invocation"]) == ("r-test", "onnxruntime", "0123abcd")
+    assert json.loads((tmp_path / "engines" / "builds" / "r.json").read_text()) == result
 
 
-def test_an_agent_error_is_a_json_error_and_exit_1(capsys, tmp_path):
-    code, result = run_main(["gate", "--release-dir", str(tmp_path), "--samples", str(tmp_path / "s.npz")], capsys)
+def test_an_agent_error_is_a_json_error_and_exit_1_and_is_recorded(capsys, tmp_path):
+    code, result = run_main(build_args(tmp_path, tmp_path / "s.npz", tmp_path), capsys)
     assert code == 1
     assert result["error"]["kind"] == "config"
     assert "release.json" in result["error"]["message"]
+    recorded = json.loads((tmp_path / "engines" / "builds" / "r.json").read_text())
+    assert recorded["error"] == result["error"]
 
 
 def build_zipapp(path: Path) -> Path:

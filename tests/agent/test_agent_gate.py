@@ -4,8 +4,18 @@ import numpy as np
 import onnxruntime
 import pytest
 
+from edgekit.agent.backends import load_backend
+from edgekit.agent.config import load_release
 from edgekit.agent.errors import AgentError
 from edgekit.agent.gate import run_gate
+
+
+def gate(release_dir, samples_path):
+    backend = load_backend(load_release(str(release_dir)), "unused-engines-dir", print)
+    try:
+        return run_gate(backend, str(samples_path))
+    finally:
+        backend.close()
 
 
 @pytest.fixture
@@ -21,7 +31,7 @@ def test_a_model_agrees_fully_with_its_own_outputs(tmp_path, release_dir, sample
     inputs, reference = samples
     path = tmp_path / "samples.npz"
     np.savez(path, inputs=inputs, reference=reference, labels=reference.argmax(axis=1))
-    result = run_gate(str(release_dir), str(path))
+    result = gate(release_dir, path)
     assert result["samples"] == 20
     assert result["top1_agreement"] == 1.0
     assert result["max_abs_diff"] < 1e-4
@@ -38,7 +48,7 @@ def test_a_perturbed_reference_lowers_agreement_by_the_rows_changed(tmp_path, re
         perturbed[row, (labels[row] + 1) % 10] = reference[row].max() + 5.0
     path = tmp_path / "samples.npz"
     np.savez(path, inputs=inputs, reference=perturbed, labels=labels)
-    result = run_gate(str(release_dir), str(path))
+    result = gate(release_dir, path)
     assert result["top1_agreement"] == 0.75
     assert result["max_abs_diff"] >= 5.0
     assert result["accuracy"] == 1.0
@@ -49,7 +59,7 @@ def test_labels_are_optional(tmp_path, release_dir, samples):
     inputs, reference = samples
     path = tmp_path / "samples.npz"
     np.savez(path, inputs=inputs, reference=reference)
-    result = run_gate(str(release_dir), str(path))
+    result = gate(release_dir, path)
     assert result["accuracy"] is None
     assert result["reference_accuracy"] is None
 
@@ -72,13 +82,13 @@ def test_bad_samples_are_explained(tmp_path, release_dir, arrays, needle):
     path = tmp_path / "samples.npz"
     np.savez(path, **arrays)
     with pytest.raises(AgentError) as caught:
-        run_gate(str(release_dir), str(path))
+        gate(release_dir, path)
     assert caught.value.kind == "samples"
     assert needle in caught.value.message
 
 
 def test_missing_samples_file(tmp_path, release_dir):
     with pytest.raises(AgentError) as caught:
-        run_gate(str(release_dir), str(tmp_path / "none.npz"))
+        gate(release_dir, tmp_path / "none.npz")
     assert caught.value.kind == "samples"
     assert "none.npz" in caught.value.message

@@ -8,8 +8,8 @@ import os
 import pytest
 
 from edgekit.agent.backends.tensorrt.cache import EngineCache, engine_key, load_or_build
-from edgekit.agent.backends.tensorrt.files import read_or_none, write_atomically
 from edgekit.agent.errors import AgentError
+from edgekit.agent.files import read_or_none, write_atomically
 
 BASE = {
     "onnx_sha256": "a" * 64,

@@ -6,14 +6,14 @@ without TensorRT can still run the ONNX Runtime backend, and the other way round
 
 from __future__ import annotations
 
-import importlib
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
+from ..config import Release
 from ..errors import AgentError
 
-_MODULES = {"onnxruntime": ".onnxruntime"}
+Log = Callable[[str], None]
 
 
 class Backend(Protocol):
@@ -29,13 +29,27 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-def load_backend(name: str, model_path: str) -> Backend:
-    module_name = _MODULES.get(name)
-    if module_name is None:
+def _onnxruntime(release: Release, engines_dir: str, log: Log) -> Backend:
+    from .onnxruntime import load
+
+    return load(release.model_path)
+
+
+def _tensorrt(release: Release, engines_dir: str, log: Log) -> Backend:
+    from .tensorrt.engine import load
+
+    return load(release, engines_dir, log)
+
+
+_LOADERS: dict[str, Callable[[Release, str, Log], Backend]] = {"onnxruntime": _onnxruntime, "tensorrt": _tensorrt}
+
+
+def load_backend(release: Release, engines_dir: str, log: Log) -> Backend:
+    """The release's model, ready to run; TensorRT builds its engine into ``engines_dir`` first if needed."""
+    loader = _LOADERS.get(release.backend)
+    if loader is None:
         raise AgentError(
             "backend",
-            f"The release asks for backend {name!r}, but this agent only has: {', '.join(sorted(_MODULES))}.",
+            f"The release asks for backend {release.backend!r}; this agent has: {', '.join(sorted(_LOADERS))}.",
         )
-    module = importlib.import_module(module_name, __name__)
-    backend: Backend = module.load(model_path)
-    return backend
+    return loader(release, engines_dir, log)

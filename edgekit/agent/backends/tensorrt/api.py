@@ -20,6 +20,8 @@ class Capabilities(NamedTuple):
     int8_flag: bool
     fp16_flag: bool
     calibration_profile: bool
+    # IProgressMonitor, 10.0 and later.
+    progress_monitor: bool
 
 
 def probe(trt: Any, config: Any) -> Capabilities:
@@ -31,6 +33,7 @@ def probe(trt: Any, config: Any) -> Capabilities:
         int8_flag=hasattr(trt.BuilderFlag, "INT8"),
         fp16_flag=hasattr(trt.BuilderFlag, "FP16"),
         calibration_profile=hasattr(config, "set_calibration_profile"),
+        progress_monitor=hasattr(trt, "IProgressMonitor") and hasattr(config, "progress_monitor"),
     )
 
 

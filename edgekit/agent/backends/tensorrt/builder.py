@@ -7,16 +7,15 @@ request, and a release that lacks what was asked is an error, never a quieter bu
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from ...errors import AgentError
+from ...files import read_or_none, write_atomically
 from .api import Capabilities, network_flags, probe
 from .calibrator import make_calibrator
-from .files import read_or_none, write_atomically
-
-Log = Callable[[str], None]
+from .progress import Log, make_progress_monitor
 
 
 class BuildOptions(NamedTuple):
@@ -75,7 +74,9 @@ def _add_profile(builder: Any, config: Any, network: Any, batch: tuple[int, int,
     return profile
 
 
-def _set_precision(trt: Any, config: Any, caps: Capabilities, options: BuildOptions, cuda: Any, network: Any) -> Any:
+def _set_precision(
+    trt: Any, config: Any, caps: Capabilities, options: BuildOptions, cuda: Any, network: Any, log: Log
+) -> Any:
     """Builder flags for the requested precision; returns the calibrator, if one is used."""
     if options.precision == "fp32":
         return None
@@ -90,6 +91,8 @@ def _set_precision(trt: Any, config: Any, caps: Capabilities, options: BuildOpti
         return None
     if options.precision != "int8":
         raise AgentError("precision", f"Precision {options.precision!r} is not one of int8, fp16, fp32.")
+    if options.int8 == "none":
+        raise AgentError("precision", "This device's profile has no INT8 path; provision with --precision fp16.")
     if options.int8 == "qdq":
         # TensorRT 11 builds a model without Q/DQ nodes in FP32 without a word: refuse it here.
         # Node op types are plain strings in the ONNX protobuf, so a byte search finds them.
@@ -119,7 +122,7 @@ def _set_precision(trt: Any, config: Any, caps: Capabilities, options: BuildOpti
             raise AgentError("calibration", f"calib.npz has {sorted(arrays)}, not the model input {inputs[0].name!r}.")
         data = arrays[inputs[0].name]
     calibrator = make_calibrator(
-        trt, cuda, data, inputs[0].name, options.calibration_batch, options.calibration_cache_path
+        trt, cuda, data, inputs[0].name, options.calibration_batch, options.calibration_cache_path, log
     )
     config.set_flag(trt.BuilderFlag.INT8)
     config.int8_calibrator = calibrator
@@ -152,10 +155,14 @@ def build_engine(trt: Any, cuda: Any, options: BuildOptions, log: Log) -> bytes:
     else:
         config.max_workspace_size = workspace
     profile = _add_profile(builder, config, network, options.batch)
-    calibrator = _set_precision(trt, config, caps, options, cuda, network)
+    calibrator = _set_precision(trt, config, caps, options, cuda, network, log)
     if calibrator is not None and profile is not None and caps.calibration_profile:
         config.set_calibration_profile(profile)
     _set_device(trt, builder, config, options.dla_core)
+    if caps.progress_monitor:
+        # The config holds no reference of its own: keep the monitor alive through the build.
+        monitor = make_progress_monitor(trt, log)
+        config.progress_monitor = monitor
     timing = config.create_timing_cache(read_or_none(options.timing_cache_path) or b"")
     config.set_timing_cache(timing, False)
     log(f"building the {options.precision} engine (workspace {options.workspace_mib} MiB); this takes minutes")

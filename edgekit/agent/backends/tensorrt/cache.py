@@ -14,7 +14,7 @@ import os
 from typing import Any, Callable
 
 from ...errors import AgentError
-from .files import read_or_none, write_atomically
+from ...files import read_or_none, write_atomically
 
 ENGINE_CACHE_VERSION = 1
 

@@ -13,10 +13,13 @@ from typing import Any
 import numpy as np
 
 from ...errors import AgentError
-from .files import read_or_none, write_atomically
+from ...files import read_or_none, write_atomically
+from .progress import Log, progress_line
 
 
-def make_calibrator(trt: Any, cuda: Any, data: np.ndarray, input_name: str, batch_size: int, cache_path: str) -> Any:
+def make_calibrator(
+    trt: Any, cuda: Any, data: np.ndarray, input_name: str, batch_size: int, cache_path: str, log: Log
+) -> Any:
     """An IInt8EntropyCalibrator2 over ``data`` ([N, ...] float32), in full batches."""
     if not hasattr(trt, "IInt8EntropyCalibrator2"):
         raise AgentError(
@@ -27,6 +30,7 @@ def make_calibrator(trt: Any, cuda: Any, data: np.ndarray, input_name: str, batc
     if len(data) < batch_size:
         raise AgentError("calibration", f"Calibration needs at least {batch_size} images, got {len(data)}.")
     base = trt.IInt8EntropyCalibrator2
+    total = len(data) // batch_size
 
     class EntropyCalibrator(base):  # type: ignore[misc, valid-type]
         def __init__(self) -> None:
@@ -51,6 +55,7 @@ def make_calibrator(trt: Any, cuda: Any, data: np.ndarray, input_name: str, batc
             cuda.memcpy_htod_async(self._device, self._host, self._stream)
             self._stream.synchronize()
             self.batches_served += 1
+            log(progress_line("calibration", self.batches_served, total))
             return [self._device]
 
         def read_calibration_cache(self) -> bytes | None:

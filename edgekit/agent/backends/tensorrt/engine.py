@@ -1,0 +1,122 @@
+"""A release's TensorRT engine on this device: from the engine cache, or built here first.
+
+The key is computed from what is on the device at load time (the served ONNX and the
+calibration data by sha256, TensorRT's version, the GPU's compute capability, the L4T
+release), so a JetPack upgrade or a new calibration set rebuilds instead of crashing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+from ...config import Release
+from ...errors import AgentError
+from ...facts import parse_tegra_release
+from .builder import BuildOptions, build_engine
+from .cache import EngineCache, engine_key, load_or_build
+from .cuda import PyCuda
+from .progress import Log
+from .runner import TensorRTBackend, deserialize
+
+# min / opt / max batch for models with a dynamic batch dimension: the camera runs 1.
+BATCH_PROFILE = (1, 1, 8)
+TEGRA_RELEASE = "/etc/nv_tegra_release"
+
+
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as exc:
+        raise AgentError("model", f"Cannot read {path}: {exc.strerror}; re-run edgekit provision.") from None
+    return digest.hexdigest()
+
+
+def device_l4t(path: str = TEGRA_RELEASE) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return parse_tegra_release(handle.read())
+    except OSError:
+        return None
+
+
+def calibrated(release: Release) -> bool:
+    return release.precision == "int8" and release.build.int8 == "calibrator"
+
+
+def build_options(
+    release: Release, engines_dir: str, tensorrt_version: str, compute_capability: str, calibration_id: str | None
+) -> BuildOptions:
+    return BuildOptions(
+        onnx_path=release.model_path,
+        precision=release.precision,
+        int8=release.build.int8,
+        workspace_mib=release.build.workspace_mib,
+        dla_core=release.build.dla_core,
+        batch=BATCH_PROFILE,
+        timing_cache_path=os.path.join(engines_dir, "timing", f"{tensorrt_version}-sm{compute_capability}.cache"),
+        calibration_path=release.calibration_path if calibration_id else None,
+        calibration_cache_path=(
+            os.path.join(engines_dir, "calibration", f"{calibration_id}.cache") if calibration_id else None
+        ),
+    )
+
+
+def open_engine(trt: Any, cuda: Any, release: Release, engines_dir: str, l4t: str | None, log: Log) -> TensorRTBackend:
+    major, minor = cuda.compute_capability()
+    compute_capability = f"{major}.{minor}"
+    version = str(trt.__version__)
+    onnx_sha256 = sha256_file(release.model_path)
+    calibration_sha256 = sha256_file(release.calibration_path) if calibrated(release) else None
+    # A calibration cache is valid for one model, one data set and one TensorRT.
+    calibration_id = (
+        None
+        if calibration_sha256 is None
+        else hashlib.sha256((onnx_sha256 + calibration_sha256 + version).encode()).hexdigest()[:32]
+    )
+    options = build_options(release, engines_dir, version, compute_capability, calibration_id)
+    builder_options = {
+        "int8": options.int8 if options.precision == "int8" else None,
+        "workspace_mib": options.workspace_mib,
+        "dla_core": options.dla_core,
+        "batch": list(options.batch),
+    }
+    key = engine_key(
+        onnx_sha256, calibration_sha256, options.precision, version, compute_capability, l4t, builder_options
+    )
+    details = {
+        "release": release.release,
+        "model": os.path.basename(options.onnx_path),
+        "onnx_sha256": onnx_sha256,
+        "calibration_sha256": calibration_sha256,
+        "precision": options.precision,
+        "tensorrt": version,
+        "compute_capability": compute_capability,
+        "l4t": l4t,
+        "options": builder_options,
+    }
+    log(f"engine key {key[:12]}: {options.precision} on TensorRT {version}, sm {compute_capability}, L4T {l4t}")
+    loaded = load_or_build(
+        EngineCache(engines_dir),
+        key,
+        lambda: build_engine(trt, cuda, options, log),
+        lambda data: deserialize(trt, data),
+        details,
+        log,
+    )
+    return TensorRTBackend(trt, cuda, loaded)
+
+
+def load(release: Release, engines_dir: str, log: Log) -> TensorRTBackend:
+    try:
+        import tensorrt
+    except ImportError as exc:
+        raise AgentError(
+            "backend",
+            f"TensorRT's Python module does not import here ({exc}); install JetPack's python3-libnvinfer and re-run.",
+        ) from None
+    return open_engine(tensorrt, PyCuda(), release, engines_dir, device_l4t(), log)

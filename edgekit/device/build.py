@@ -1,0 +1,224 @@
+"""The on-device build: a transient systemd unit the host starts, follows and reattaches to.
+
+``systemd-run`` makes the build independent of the SSH session that started it: a dropped
+link or a closed laptop does not kill a 20-minute engine build. The host follows the
+unit's journal (by invocation id, so older runs do not mix in), reconnects after a drop,
+and reads the answer from a result file that outlives the unit.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from edgekit.device.layout import BUILDS_DIR, ENGINES_DIR, SERVICE_USER, VENV_LINK, release_dir
+from edgekit.errors import DeviceError, DeviceUnreachable
+from edgekit.ssh.connection import Connection
+
+POLL_S = 1.0
+# How long a dropped link is retried before the host gives up (the build goes on).
+RECONNECT_S = 120.0
+# A build that hangs (a wedged GPU driver) must end some day; the slowest Nano-class
+# INT8 builds take well under this.
+BUILD_MAX_S = 2 * 3600
+# Lines the agent prints as "progress: <phase> <done>/<total>" (agent/backends/tensorrt/progress.py).
+_PROGRESS = re.compile(r"^progress: (?P<phase>.+) (?P<done>\d+)/(?P<total>\d+)$")
+_RUNNING = ("active", "activating", "deactivating", "reloading")
+
+_FOLLOW = r"""
+inv="$1"; cursor="$2"; unit="$3"
+if [ -n "$inv" ]; then
+  if [ -n "$cursor" ]; then
+    journalctl "_SYSTEMD_INVOCATION_ID=$inv" --output=json --no-pager --after-cursor="$cursor"
+  else
+    journalctl "_SYSTEMD_INVOCATION_ID=$inv" --output=json --no-pager
+  fi
+fi
+echo "--state--"
+systemctl show "$unit" --property=ActiveState,Result,ExecMainStatus,InvocationID
+"""
+
+
+@dataclass(frozen=True)
+class Progress:
+    phase: str
+    done: int
+    total: int
+
+
+def parse_progress(line: str) -> Progress | None:
+    match = _PROGRESS.match(line)
+    if match is None:
+        return None
+    return Progress(match["phase"], int(match["done"]), int(match["total"]))
+
+
+def unit_name(rid: str) -> str:
+    return f"edgekit-build-{rid}.service"
+
+
+def result_path(rid: str) -> str:
+    return f"{BUILDS_DIR}/{rid}.json"
+
+
+@dataclass
+class BuildWatch:
+    """Where the host is in one build's journal: the unit, its invocation and the last cursor."""
+
+    conn: Connection
+    rid: str
+    invocation: str = ""
+    cursor: str = ""
+    state: dict[str, str] | None = None
+
+    @property
+    def unit(self) -> str:
+        return unit_name(self.rid)
+
+    def poll(self) -> list[str]:
+        """New journal lines of this invocation; updates ``state``."""
+        shown = self.conn.run(["sh", "-c", _FOLLOW, "sh", self.invocation, self.cursor, self.unit], sudo=True)
+        journal, _, state_text = shown.stdout.partition("--state--\n")
+        self.state = dict(line.split("=", 1) for line in state_text.splitlines() if "=" in line)
+        if not self.invocation and self.state.get("InvocationID"):
+            self.invocation = self.state["InvocationID"]
+            return self.poll()
+        lines = []
+        for raw in journal.splitlines():
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                continue
+            self.cursor = entry.get("__CURSOR", self.cursor)
+            lines.append(_message(entry.get("MESSAGE")))
+        return lines
+
+    @property
+    def running(self) -> bool:
+        return self.state is not None and self.state.get("ActiveState") in _RUNNING
+
+
+def _message(value: Any) -> str:
+    # journald's JSON gives a message that is not valid UTF-8 as a list of byte values.
+    if isinstance(value, list):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value or "")
+
+
+def start_build(conn: Connection, rid: str, restart_after: str | None = None) -> tuple[BuildWatch, bool]:
+    """Start the build unit, or attach to the one already running; True when it was started.
+
+    With ``restart_after``, that service is stopped for the build and started again by the
+    build unit itself when it ends, so a host that never comes back leaves no camera down.
+    """
+    watch = BuildWatch(conn, rid)
+    watch.poll()
+    if watch.running:
+        return watch, False
+    # A failed earlier run stays loaded under the same name until reset.
+    conn.run(["systemctl", "reset-failed", watch.unit], sudo=True, check=False)
+    conn.run(["rm", "-f", "--", result_path(rid)], sudo=True)
+    path = release_dir(rid)
+    restart = (
+        [] if restart_after is None else [f"--property=ExecStopPost=+/bin/systemctl start --no-block {restart_after}"]
+    )
+    if restart_after is not None:
+        conn.run(["systemctl", "stop", restart_after], sudo=True)
+    conn.run(
+        [
+            "systemd-run",
+            f"--unit={watch.unit}",
+            f"--description=edgekit engine build for release {rid}",
+            f"--property=User={SERVICE_USER}",
+            f"--property=Group={SERVICE_USER}",
+            "--property=SupplementaryGroups=video",
+            "--property=StateDirectory=edgekit/engines edgekit/engines/builds",
+            "--property=CacheDirectory=edgekit",
+            "--property=Environment=HOME=/var/cache/edgekit",
+            f"--property=RuntimeMaxSec={BUILD_MAX_S}",
+            *restart,
+            "--",
+            f"{VENV_LINK}/bin/python",
+            f"{path}/agent.pyz",
+            "build",
+            "--release-dir",
+            path,
+            "--samples",
+            f"{path}/gate.npz",
+            "--engines-dir",
+            ENGINES_DIR,
+            "--result",
+            result_path(rid),
+        ],
+        sudo=True,
+    )
+    watch.poll()
+    return watch, True
+
+
+def follow_build(
+    watch: BuildWatch,
+    on_line: Callable[[str], None],
+    on_drop: Callable[[str], None] = lambda text: None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Stream the build's lines until the unit stops, then return its answer."""
+    dropped_at: float | None = None
+    while True:
+        try:
+            lines = watch.poll()
+        except DeviceUnreachable as exc:
+            now = time.monotonic()
+            dropped_at = dropped_at or now
+            if now - dropped_at > RECONNECT_S:
+                raise DeviceUnreachable(
+                    f"The link to {watch.conn.target} dropped during the build and did not come back within "
+                    f"{RECONNECT_S:.0f} s; the build goes on there, re-run the same command to reattach."
+                ) from exc
+            on_drop(f"link dropped ({exc}); reconnecting")
+            sleep(min(10.0, 1.0 + now - dropped_at))
+            continue
+        if dropped_at is not None:
+            on_drop("reconnected; following the build again")
+            dropped_at = None
+        for line in lines:
+            on_line(line)
+        if not watch.running:
+            answer = _read_answer(watch)
+            # A quick build can finish and be unloaded before the host learns its invocation.
+            if not watch.invocation and answer is not None and answer.get("invocation"):
+                watch.invocation = str(answer["invocation"])
+            # journald may store the last lines just after the unit stopped.
+            for line in watch.poll():
+                on_line(line)
+            return _checked(watch, answer)
+        sleep(POLL_S)
+
+
+def _read_answer(watch: BuildWatch) -> dict[str, Any] | None:
+    text = watch.conn.run(["cat", "--", result_path(watch.rid)], sudo=True, check=False).stdout
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        return None
+    return answer if isinstance(answer, dict) else None
+
+
+def _checked(watch: BuildWatch, answer: dict[str, Any] | None) -> dict[str, Any]:
+    conn, state = watch.conn, watch.state or {}
+    conn.run(["systemctl", "reset-failed", watch.unit], sudo=True, check=False)
+    if answer is None:
+        how = state.get("Result", "unknown")
+        raise DeviceError(
+            f"The build on {conn.target} stopped without an answer (result {how}, exit status "
+            f"{state.get('ExecMainStatus', '?')}); see `journalctl -u {watch.unit}` there"
+            + (", and give the build more memory (stop other GPU work)." if how == "oom-kill" else ".")
+        )
+    if "error" in answer:
+        error = answer["error"]
+        raise DeviceError(f"The build on {conn.target} failed: {error.get('message', error)}")
+    return answer
