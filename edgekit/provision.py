@@ -17,7 +17,7 @@ from edgekit.bundle import Bundle, BundleRequest, build_bundle
 from edgekit.device import build, install, service
 from edgekit.device.blobs import Blob, prepare_store, upload_blobs
 from edgekit.device.facts import read_facts
-from edgekit.device.layout import CURRENT_LINK, RESULTS_FILE
+from edgekit.device.layout import CURRENT_LINK, RESULTS_FILE, UNIT_NAME
 from edgekit.errors import DeviceUnreachable, GateFailed
 from edgekit.preflight import Check, DiskNeed, PreflightInput, require, run_checks
 from edgekit.profiles import load_profiles
@@ -267,7 +267,7 @@ def provision(conn: Connection, plan: Plan, request: ProvisionRequest, reporter:
 def _build_and_gate(conn: Connection, rid: str, settings: Settings, reporter: Reporter) -> dict[str, Any]:
     """Run (or reattach to) the build unit and return the gate figures it measured."""
     pause = settings.build.stop_service_during_build and service.is_active(conn)
-    watch, started = build.start_build(conn, rid, restart_after=service.UNIT_NAME if pause else None)
+    watch, started = build.start_build(conn, rid, restart_after=UNIT_NAME if pause else None)
     if started:
         reporter.step(f"building the {settings.build.precision} model on the device ({watch.unit})")
         if pause:

@@ -6,8 +6,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from edgekit.cli.connect import (
     DEFAULT_KNOWN_HOSTS,
@@ -21,6 +31,7 @@ from edgekit.cli.connect import (
     connect,
 )
 from edgekit.cli.output import console, err_console, print_json
+from edgekit.device.build import parse_progress
 from edgekit.model import inspect_model
 from edgekit.preflight import require
 from edgekit.provision import Plan, ProvisionRequest, ProvisionResult, Reporter, plan_provision, provision
@@ -93,20 +104,41 @@ def provision_command(
         _summary(result)
 
 
+class _UploadOnly(ProgressColumn):
+    """A byte column shown only on upload rows, not on the build's phase rows."""
+
+    def __init__(self, column: ProgressColumn) -> None:
+        super().__init__()
+        self._column = column
+
+    def render(self, task: Task) -> Text:
+        return self._column.render(task) if task.fields.get("upload") else Text("")  # type: ignore[return-value]
+
+
 def _provision_with_progress(conn: Connection, plan: Plan, request: ProvisionRequest) -> ProvisionResult:
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
+        _UploadOnly(DownloadColumn()),
+        _UploadOnly(TransferSpeedColumn()),
         console=err_console,
         transient=True,
     ) as progress:
         step = progress.add_task("preflight", total=None)
         upload: list[TaskID] = []
+        phases: dict[str, TaskID] = {}
 
         def start_upload(name: str, size: int) -> None:
-            upload.append(progress.add_task(f"  {name}", total=size))
+            upload.append(progress.add_task(f"  {name}", total=size, upload=True))
+
+        def device_line(line: str) -> None:
+            found = parse_progress(line)
+            if found is None:
+                err_console.print(f"[dim]  device: {line}[/]", markup=True, highlight=False)
+                return
+            if found.phase not in phases:
+                phases[found.phase] = progress.add_task(f"  {found.phase}", total=found.total)
+            progress.update(phases[found.phase], completed=found.done, total=found.total)
 
         def advance(done: int, total: int) -> None:
             progress.update(upload[-1], completed=done)
@@ -118,7 +150,9 @@ def _provision_with_progress(conn: Connection, plan: Plan, request: ProvisionReq
         for note in plan.resolution.notes:
             err_console.print(f"[yellow]note:[/] {note}")
         announce(f"device {plan.device.describe()}: profile {plan.resolution.profile.name} ({plan.resolution.how})")
-        return provision(conn, plan, request, Reporter(step=announce, upload=start_upload, progress=advance))
+        return provision(
+            conn, plan, request, Reporter(step=announce, upload=start_upload, progress=advance, device_line=device_line)
+        )
 
 
 def _report_check(plan: Plan, as_json: bool) -> None:

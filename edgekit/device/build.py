@@ -79,14 +79,22 @@ class BuildWatch:
     def unit(self) -> str:
         return unit_name(self.rid)
 
+    def refresh(self) -> None:
+        """The unit's state (and invocation id), leaving its journal lines for ``poll``."""
+        self._query("")
+
     def poll(self) -> list[str]:
         """New journal lines of this invocation; updates ``state``."""
-        shown = self.conn.run(["sh", "-c", _FOLLOW, "sh", self.invocation, self.cursor, self.unit], sudo=True)
+        if not self.invocation:
+            self.refresh()
+        return self._query(self.invocation)
+
+    def _query(self, invocation: str) -> list[str]:
+        shown = self.conn.run(["sh", "-c", _FOLLOW, "sh", invocation, self.cursor, self.unit], sudo=True)
         journal, _, state_text = shown.stdout.partition("--state--\n")
         self.state = dict(line.split("=", 1) for line in state_text.splitlines() if "=" in line)
         if not self.invocation and self.state.get("InvocationID"):
             self.invocation = self.state["InvocationID"]
-            return self.poll()
         lines = []
         for raw in journal.splitlines():
             try:
@@ -116,7 +124,7 @@ def start_build(conn: Connection, rid: str, restart_after: str | None = None) ->
     build unit itself when it ends, so a host that never comes back leaves no camera down.
     """
     watch = BuildWatch(conn, rid)
-    watch.poll()
+    watch.refresh()
     if watch.running:
         return watch, False
     # A failed earlier run stays loaded under the same name until reset.
@@ -156,7 +164,7 @@ def start_build(conn: Connection, rid: str, restart_after: str | None = None) ->
         ],
         sudo=True,
     )
-    watch.poll()
+    watch.refresh()
     return watch, True
 
 

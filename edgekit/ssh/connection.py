@@ -150,6 +150,8 @@ class SSHConnection:
         return self._sftp
 
     def _dropped(self, exc: BaseException) -> DeviceUnreachable:
+        # The next call reconnects (Fabric reopens a dead transport); a stale SFTP channel would not.
+        self._sftp = None
         return DeviceUnreachable(
             f"The link to {self.target} dropped ({exc or type(exc).__name__}); "
             "re-run the same command, finished steps are not repeated."
