@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from edgekit.bundle import Bundle
 from edgekit.device.layout import CURRENT_LINK, RESULTS_FILE
 from edgekit.model import inspect_model
 from edgekit.profiles import load_profile
-from edgekit.provision import RESULTS_MAX_BYTES, release_manifest, site_config
+from edgekit.provision import RESULTS_MAX_BYTES, release_files, release_manifest, served_model, site_config
 from edgekit.settings import merge_settings
 from edgekit.source import SourceSpec
 
@@ -78,3 +80,25 @@ def test_release_manifest(tmp_path: Path) -> None:
     orin = release_manifest(fp32, ORIN, "r2")
     assert (orin["model"], orin["precision"], orin["backend"]) == ("model.onnx", "fp16", "tensorrt")
     assert orin["build"]["int8"] == "calibrator" and orin["build"]["workspace_mib"] == 1024
+
+
+@pytest.mark.parametrize(
+    ("profile", "precision", "served"),
+    [
+        ("twin", "int8", "model.int8.onnx"),  # onnxruntime runs the host's Q/DQ model
+        ("orin-nano-8gb-jp62", "int8", "model.onnx"),  # TensorRT calibrates the FP32 model itself
+        ("thor-jp72-trt11", "int8", "model.int8.onnx"),  # TensorRT 11: Q/DQ is the only INT8
+        ("orin-nano-8gb-jp62", "fp16", "model.onnx"),
+        ("twin", "fp32", "model.onnx"),
+    ],
+)
+def test_the_served_model_and_only_it_is_shipped(tmp_path: Path, profile: str, precision: str, served: str) -> None:
+    settings = merge_settings(load_profile(profile), {"build": {"precision": precision}})
+    model = inspect_model(SAMPLES / "model.onnx")
+    files = {name: tmp_path / name for name in ("model.onnx", "model.int8.onnx", "calib.npz", "gate.npz", "agent.pyz")}
+    bundle = Bundle(model, tmp_path, files, "c" * 64, 360, 0.98, 1.0)
+    assert served_model(settings) == served
+    shipped = release_files(bundle, settings, SourceSpec("rtsp://cam/stream"))
+    assert served in shipped
+    assert ("model.int8.onnx" in shipped) == (served == "model.int8.onnx")
+    assert release_manifest(bundle, settings, "r")["model"] == served

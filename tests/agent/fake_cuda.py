@@ -41,7 +41,8 @@ class FakeStream:
 
 
 class FakeCuda:
-    def __init__(self) -> None:
+    def __init__(self, compute_capability: tuple[int, int] = (8, 7)) -> None:
+        self._compute_capability = compute_capability
         self.memory: dict[int, bytearray] = {}
         self.calls: list[tuple[Any, ...]] = []
         # id() of every array pagelocked_empty returned; the arrays are kept so ids stay unique.
@@ -52,6 +53,9 @@ class FakeCuda:
         self._next_stream = 0x5000
 
     # -- the seam -------------------------------------------------------------------------
+
+    def compute_capability(self) -> tuple[int, int]:
+        return self._compute_capability
 
     def mem_alloc(self, nbytes: int) -> int:
         nbytes = int(nbytes)

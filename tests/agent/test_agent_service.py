@@ -18,6 +18,7 @@ import pytest
 
 from edgekit.agent.__main__ import main
 from edgekit.agent.preprocess import PreprocessSpec, preprocess
+from edgekit.agent.service import extending_start_timeout
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,6 +93,9 @@ def test_a_short_video_is_classified_frame_by_frame(
     assert lines_when_ready >= 1, "READY=1 must follow the first result"
     assert "STATUS=fps=" in ready_message
     assert texts.index(ready_message) > texts.index("STATUS=loading release r-test")
+    # The start timeout is pushed out while the model loads, and only then.
+    extended = [i for i, text in enumerate(texts) if text.startswith("EXTEND_TIMEOUT_USEC=")]
+    assert extended and texts.index("STATUS=loading release r-test") < extended[0] < texts.index(ready_message)
     assert "WATCHDOG=1" in texts[texts.index(ready_message) :]
     assert texts[-1] == "STOPPING=1"
 
@@ -170,3 +174,33 @@ def test_a_missing_video_is_a_source_error(make_site_config, tmp_path, capsys, m
     error = serve_error(["serve", "--config", str(config)], capsys, monkeypatch)
     assert error["kind"] == "source"
     assert "missing.avi" in error["message"]
+
+
+def test_the_start_timeout_is_extended_in_steps_until_the_load_ends(notify_socket, monkeypatch):
+    sock, address = notify_socket
+    monkeypatch.setenv("NOTIFY_SOCKET", address)
+    sock.settimeout(1.0)
+    with extending_start_timeout(period_s=0.05, cap_s=60.0):
+        # A long engine build: several extensions, each three periods ahead.
+        time.sleep(0.3)
+    received = []
+    sock.settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        while True:
+            received.append(sock.recv(4096).decode())
+    assert len(received) >= 3
+    assert set(received) == {"EXTEND_TIMEOUT_USEC=150000"}
+
+
+def test_a_load_stuck_past_the_cap_is_no_longer_extended(notify_socket, monkeypatch):
+    sock, address = notify_socket
+    monkeypatch.setenv("NOTIFY_SOCKET", address)
+    with extending_start_timeout(period_s=0.05, cap_s=0.12):
+        time.sleep(0.5)
+    sock.settimeout(0.2)
+    received = []
+    with pytest.raises(TimeoutError):
+        while True:
+            received.append(sock.recv(4096).decode())
+    # Extensions stop at the cap, so systemd's own timeout ends a hung load.
+    assert 1 <= len(received) <= 4
