@@ -138,7 +138,14 @@ def check_runtime(given: PreflightInput) -> Check:
             f"The device has TensorRT {python_version} but profile {profile.name} expects "
             f"{profile.software.tensorrt}; pick the matching --profile or reinstall JetPack's TensorRT.",
         )
-    return _passed("runtime", detail)
+    if facts.get("pycuda") is None:
+        return _failed(
+            "runtime",
+            detail + ", pycuda missing",
+            "The device's python3 cannot import pycuda, which feeds TensorRT its buffers; install it with "
+            "`sudo pip3 install pycuda` (it builds against JetPack's CUDA) and re-run.",
+        )
+    return _passed("runtime", detail + f", pycuda {facts['pycuda']}")
 
 
 def check_opencv(given: PreflightInput) -> Check:

@@ -66,6 +66,7 @@ def fact_set(
         "gstreamer_elements": {"nvarguscamerasrc": gstreamer, "nvv4l2decoder": gstreamer},
         "numpy": "1.26.4",
         "onnxruntime": None,
+        "pycuda": None if tensorrt is None else "2024.1.2",
         "systemd": True,
         "disk": {"path": "/var/lib", "free_bytes": int(free_gib * GIB), "total_bytes": 64 * GIB},
         "memory": {"total_bytes": int(memory_gib * 0.93 * GIB), "available_bytes": int(memory_gib * 0.7 * GIB)},

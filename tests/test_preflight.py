@@ -127,6 +127,13 @@ def test_tensorrt_of_another_line_is_refused() -> None:
     assert "TensorRT 8.6.2.3" in problem and "expects 10.3" in problem
 
 
+def test_tensorrt_without_pycuda_is_refused_with_the_install_command() -> None:
+    data = facts("jp62-orin-nano", pycuda=None)
+    problem = failures(checks(data, "orin-nano-8gb-jp62"))["runtime"]
+    assert "cannot import pycuda" in problem and "sudo pip3 install pycuda" in problem
+    assert "runtime" not in failures(checks(facts("jp62-orin-nano"), "orin-nano-8gb-jp62"))
+
+
 def test_csi_camera_needs_the_node_gstreamer_and_argus() -> None:
     no_camera = facts("jp62-orin-nano", cameras={"video": [], "by_id": {}})
     assert "no /dev/video0 for csi://0" in failures(checks(no_camera, "orin-nano-8gb-jp62"))["camera"]

@@ -342,6 +342,8 @@ def collect_facts(state_dir: str = "/var/lib/edgekit") -> Dict[str, Any]:
         "gstreamer_elements": _gst_elements(),
         "numpy": _version("numpy"),
         "onnxruntime": _version("onnxruntime"),
+        # The TensorRT backend's CUDA seam; importing it does not touch the GPU.
+        "pycuda": _version("pycuda"),
         "systemd": os.path.isdir("/run/systemd/system"),
         "disk": _disk(state_dir),
         "memory": _memory(),

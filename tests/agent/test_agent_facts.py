@@ -464,6 +464,7 @@ def check_facts(facts, state_dir_parent):
         "gstreamer_elements",
         "numpy",
         "onnxruntime",
+        "pycuda",
         "systemd",
         "disk",
         "memory",

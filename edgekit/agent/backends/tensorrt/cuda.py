@@ -21,7 +21,8 @@ class PyCuda:
             import pycuda.driver as driver
         except Exception as exc:  # noqa: BLE001 - ImportError, or a driver error without a GPU
             raise AgentError(
-                "backend", f"pycuda is not usable on this device ({exc}); install python3-pycuda and re-run."
+                "backend",
+                f"pycuda is not usable on this device ({exc}); install it with `sudo pip3 install pycuda` and re-run.",
             ) from None
         self._driver = driver
         # Device allocations are freed when their pycuda object goes: keep them by pointer.
