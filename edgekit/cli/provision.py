@@ -134,7 +134,8 @@ def _provision_with_progress(conn: Connection, plan: Plan, request: ProvisionReq
         def device_line(line: str) -> None:
             found = parse_progress(line)
             if found is None:
-                err_console.print(f"[dim]  device: {line}[/]", markup=True, highlight=False)
+                # TensorRT's own lines hold brackets ("[TRT] [W]") that must not be read as markup.
+                err_console.print(Text(f"  device: {line}", style="dim"), highlight=False)
                 return
             if found.phase not in phases:
                 phases[found.phase] = progress.add_task(f"  {found.phase}", total=found.total)
