@@ -33,3 +33,10 @@ def orin_twin() -> Iterator[TwinInfo]:
     """A twin showing the identity of an Orin Nano 8GB on JetPack 6.2 (but no TensorRT, no camera)."""
     with booted("orin", "orin-nano-8gb-jp62") as info:
         yield info
+
+
+@pytest.fixture(scope="module")
+def build_twin() -> Iterator[TwinInfo]:
+    """A twin of its own for the build tests, which leave releases and units behind."""
+    with booted("build", "twin") as info:
+        yield info

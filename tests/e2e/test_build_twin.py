@@ -19,7 +19,8 @@ from edgekit.twin import TwinInfo, twin_exec
 pytestmark = pytest.mark.e2e
 
 
-def test_the_build_survives_a_dropped_link_and_is_reattached(twin: TwinInfo, tmp_path: Path) -> None:
+def test_the_build_survives_a_dropped_link_and_is_reattached(build_twin: TwinInfo, tmp_path: Path) -> None:
+    twin = build_twin
     known_hosts = tmp_path / "known_hosts"
     provisioned = edgekit(*provision_args(twin, known_hosts, "--accept-new-host-key", "--json"), home=tmp_path)
     assert provisioned.returncode == 0, provisioned.stderr
@@ -65,7 +66,8 @@ def test_the_build_survives_a_dropped_link_and_is_reattached(twin: TwinInfo, tmp
     assert twin_exec(twin.name, ["systemctl", "is-failed", "--quiet", watch.unit]).returncode != 0
 
 
-def test_a_paused_service_is_started_again_by_the_build_unit_itself(twin: TwinInfo, tmp_path: Path) -> None:
+def test_a_paused_service_is_started_again_by_the_build_unit_itself(build_twin: TwinInfo, tmp_path: Path) -> None:
+    twin = build_twin
     known_hosts = tmp_path / "known_hosts"
     provisioned = edgekit(*provision_args(twin, known_hosts, "--accept-new-host-key", "--json"), home=tmp_path)
     assert provisioned.returncode == 0, provisioned.stderr
@@ -93,8 +95,9 @@ def test_a_paused_service_is_started_again_by_the_build_unit_itself(twin: TwinIn
 
 
 def test_a_killed_build_and_a_link_that_stays_down_are_explained(
-    twin: TwinInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    build_twin: TwinInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    twin = build_twin
     known_hosts = tmp_path / "known_hosts"
     provisioned = edgekit(*provision_args(twin, known_hosts, "--accept-new-host-key", "--json"), home=tmp_path)
     assert provisioned.returncode == 0, provisioned.stderr
