@@ -77,13 +77,16 @@ class PreprocessSpec:
 def _letterbox(image: np.ndarray, height: int, width: int) -> np.ndarray:
     import cv2
 
-    h, w = image.shape[:2]
-    ratio = min(float(height) / h, float(width) / w)
-    new_h, new_w = max(1, int(round(h * ratio))), max(1, int(round(w * ratio)))
+    from .detect import letterbox_geometry
+
+    # One geometry for drawing here and for mapping detections back (detect.py).
+    geometry = letterbox_geometry(image.shape[0], image.shape[1], height, width)
+    new_w = int(round(geometry.scale_x * image.shape[1]))
+    new_h = int(round(geometry.scale_y * image.shape[0]))
     resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
     # Grey padding (114) is what YOLO-family models were trained with.
     canvas = np.full((height, width) + image.shape[2:], 114, dtype=image.dtype)
-    top, left = (height - new_h) // 2, (width - new_w) // 2
+    top, left = int(geometry.top), int(geometry.left)
     canvas[top : top + new_h, left : left + new_w] = resized
     return canvas
 

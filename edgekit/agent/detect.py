@@ -1,0 +1,122 @@
+"""YOLO-style detection: decode the head, class-aware NMS, boxes back in source pixels.
+
+Two head layouts cover the models Jetson teams deploy: YOLOv5/v7 ``[1, N, 5 + C]`` rows
+(box, objectness, class scores) and YOLOv8/11 ``[1, 4 + C, N]`` columns (box, class
+scores, no objectness). Boxes are centre/size in the model's input pixels; they are mapped
+back through the same letterbox or stretch the preprocessing applied.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+
+FORMATS = ("yolov5", "yolov8")
+
+
+class Geometry(NamedTuple):
+    """How a source frame sits in the model input: ``model = source * scale + offset``."""
+
+    scale_x: float
+    scale_y: float
+    left: float
+    top: float
+    source_width: int
+    source_height: int
+
+
+def letterbox_geometry(source_height: int, source_width: int, height: int, width: int) -> Geometry:
+    """The letterbox preprocess.py draws: one ratio for both axes, the image centred."""
+    ratio = min(float(height) / source_height, float(width) / source_width)
+    new_h, new_w = max(1, int(round(source_height * ratio))), max(1, int(round(source_width * ratio)))
+    return Geometry(
+        new_w / float(source_width),
+        new_h / float(source_height),
+        float((width - new_w) // 2),
+        float((height - new_h) // 2),
+        source_width,
+        source_height,
+    )
+
+
+def stretch_geometry(source_height: int, source_width: int, height: int, width: int) -> Geometry:
+    return Geometry(width / float(source_width), height / float(source_height), 0.0, 0.0, source_width, source_height)
+
+
+def decode(output: np.ndarray, head: str, conf_threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boxes (xyxy, model pixels), scores and class ids above ``conf_threshold``."""
+    if head not in FORMATS:
+        raise ValueError("head must be one of {}, not {!r}".format(", ".join(FORMATS), head))
+    rows = np.asarray(output, dtype=np.float32)
+    if rows.ndim == 3:
+        rows = rows[0]
+    if head == "yolov8":
+        rows = rows.T
+        class_scores = rows[:, 4:]
+    else:
+        class_scores = rows[:, 5:] * rows[:, 4:5]
+    classes = np.argmax(class_scores, axis=1)
+    scores = class_scores[np.arange(len(rows)), classes]
+    keep = scores >= conf_threshold
+    centre, size = rows[keep, 0:2], rows[keep, 2:4]
+    boxes = np.concatenate([centre - size / 2.0, centre + size / 2.0], axis=1)
+    return boxes, scores[keep], classes[keep]
+
+
+def iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    top_left = np.maximum(box[:2], others[:, :2])
+    bottom_right = np.minimum(box[2:], others[:, 2:])
+    inter = np.prod(np.clip(bottom_right - top_left, 0.0, None), axis=1)
+    area = np.prod(box[2:] - box[:2])
+    areas = np.prod(others[:, 2:] - others[:, :2], axis=1)
+    return inter / np.maximum(area + areas - inter, 1e-9)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshold: float, limit: int) -> list[int]:
+    """Indices kept by greedy class-aware NMS, best score first."""
+    order = [int(i) for i in np.argsort(-scores, kind="stable")]
+    kept: list[int] = []
+    while order and len(kept) < limit:
+        best, rest = order[0], np.asarray(order[1:], dtype=np.int64)
+        kept.append(best)
+        if not len(rest):
+            break
+        overlap = iou(boxes[best], boxes[rest])
+        # Boxes of another class never suppress each other.
+        survivors = (overlap <= iou_threshold) | (classes[rest] != classes[best])
+        order = [int(i) for i in rest[survivors]]
+    return kept
+
+
+def to_source(boxes: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """Model-input pixels to source pixels, clipped to the frame."""
+    scale = np.array([geometry.scale_x, geometry.scale_y] * 2, dtype=np.float32)
+    offset = np.array([geometry.left, geometry.top] * 2, dtype=np.float32)
+    mapped = (boxes - offset) / scale
+    limits = np.array([geometry.source_width, geometry.source_height] * 2, dtype=np.float32)
+    return np.clip(mapped, 0.0, limits)
+
+
+def detect(
+    output: np.ndarray,
+    head: str,
+    geometry: Geometry,
+    labels: Sequence[str],
+    conf_threshold: float = 0.25,
+    iou_threshold: float = 0.45,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """The detections of one frame, best first, as records for the results file."""
+    boxes, scores, classes = decode(output, head, conf_threshold)
+    kept = nms(boxes, scores, classes, iou_threshold, limit)
+    source = to_source(boxes[kept], geometry) if kept else np.zeros((0, 4), dtype=np.float32)
+    return [
+        {
+            "index": int(classes[i]),
+            "label": labels[int(classes[i])] if int(classes[i]) < len(labels) else str(int(classes[i])),
+            "score": round(float(scores[i]), 4),
+            "box": [round(float(v), 1) for v in box],
+        }
+        for i, box in zip(kept, source)
+    ]
