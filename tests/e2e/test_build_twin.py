@@ -12,25 +12,35 @@ from test_provision_twin import edgekit, on_twin, provision_args
 from edgekit.device import build
 from edgekit.device.build import follow_build, result_path, start_build
 from edgekit.errors import DeviceError, DeviceUnreachable
-from edgekit.ssh.connection import open_connection
+from edgekit.ssh.connection import SSHConnection, open_connection
 from edgekit.ssh.target import parse_target
 from edgekit.twin import TwinInfo, twin_exec
 
 pytestmark = pytest.mark.e2e
 
 
+def provision(twin: TwinInfo, tmp_path: Path) -> tuple[str, str]:
+    """Provision the twin with the CLI; the release id and what the CLI showed."""
+    done = edgekit(*provision_args(twin, tmp_path / "known_hosts", "--accept-new-host-key", "--json"), home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)["release"], done.stderr
+
+
+def connect(twin: TwinInfo, tmp_path: Path) -> SSHConnection:
+    return open_connection(
+        parse_target(twin.target),
+        known_hosts=tmp_path / "known_hosts",
+        identity=Path(twin.identity),
+        use_ssh_config=False,
+    )
+
+
 def test_the_build_survives_a_dropped_link_and_is_reattached(build_twin: TwinInfo, tmp_path: Path) -> None:
     twin = build_twin
-    known_hosts = tmp_path / "known_hosts"
-    provisioned = edgekit(*provision_args(twin, known_hosts, "--accept-new-host-key", "--json"), home=tmp_path)
-    assert provisioned.returncode == 0, provisioned.stderr
-    rid = json.loads(provisioned.stdout)["release"]
+    rid, stderr = provision(twin, tmp_path)
     # The CLI showed the build unit's own lines while it ran.
-    assert "device: model ready" in provisioned.stderr
-
-    conn = open_connection(
-        parse_target(twin.target), known_hosts=known_hosts, identity=Path(twin.identity), use_ssh_config=False
-    )
+    assert "device: model ready" in stderr
+    conn = connect(twin, tmp_path)
     try:
         watch, started = start_build(conn, rid)
         assert started and watch.invocation
@@ -68,15 +78,10 @@ def test_the_build_survives_a_dropped_link_and_is_reattached(build_twin: TwinInf
 
 def test_a_paused_service_is_started_again_by_the_build_unit_itself(build_twin: TwinInfo, tmp_path: Path) -> None:
     twin = build_twin
-    known_hosts = tmp_path / "known_hosts"
-    provisioned = edgekit(*provision_args(twin, known_hosts, "--accept-new-host-key", "--json"), home=tmp_path)
-    assert provisioned.returncode == 0, provisioned.stderr
-    rid = json.loads(provisioned.stdout)["release"]
+    rid, _ = provision(twin, tmp_path)
     service = "edgekit-camera.service"
     before = on_twin(twin, "systemctl", "show", "--property=MainPID", "--value", service)
-    conn = open_connection(
-        parse_target(twin.target), known_hosts=known_hosts, identity=Path(twin.identity), use_ssh_config=False
-    )
+    conn = connect(twin, tmp_path)
     try:
         watch, started = start_build(conn, rid, restart_after=service)
         assert started
@@ -98,13 +103,8 @@ def test_a_killed_build_and_a_link_that_stays_down_are_explained(
     build_twin: TwinInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     twin = build_twin
-    known_hosts = tmp_path / "known_hosts"
-    provisioned = edgekit(*provision_args(twin, known_hosts, "--accept-new-host-key", "--json"), home=tmp_path)
-    assert provisioned.returncode == 0, provisioned.stderr
-    rid = json.loads(provisioned.stdout)["release"]
-    conn = open_connection(
-        parse_target(twin.target), known_hosts=known_hosts, identity=Path(twin.identity), use_ssh_config=False
-    )
+    rid, _ = provision(twin, tmp_path)
+    conn = connect(twin, tmp_path)
     try:
         watch, _ = start_build(conn, rid)
         on_twin(twin, "systemctl", "kill", "--signal=SIGSTOP", watch.unit)
