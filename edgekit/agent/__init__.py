@@ -7,3 +7,6 @@ when it is chosen. It never imports the host package.
 """
 
 AGENT_PROTOCOL = 1
+# The engine cache: the service's StateDirectory (firmware_overlay/), where the build unit
+# the host starts writes too. One value for both, since the service takes the default.
+ENGINES_DIR = "/var/lib/edgekit/engines"

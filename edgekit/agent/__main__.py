@@ -12,11 +12,8 @@ import json
 import sys
 from typing import Any
 
-from . import AGENT_PROTOCOL
+from . import AGENT_PROTOCOL, ENGINES_DIR
 from .errors import AgentError
-
-# The engine cache, the service's own StateDirectory (see firmware_overlay/).
-ENGINES_DIR = "/var/lib/edgekit/engines"
 
 
 def _facts(args: argparse.Namespace) -> dict[str, Any]:

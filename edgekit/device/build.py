@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from edgekit.device.layout import BUILDS_DIR, ENGINES_DIR, SERVICE_USER, VENV_LINK, release_dir
+from edgekit.agent import ENGINES_DIR
+from edgekit.device.layout import BUILDS_DIR, SERVICE_USER, VENV_LINK, release_dir
 from edgekit.errors import DeviceError, DeviceUnreachable
 from edgekit.ssh.connection import Connection
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from edgekit.agent import ENGINES_DIR
+
 STATE_DIR = "/var/lib/edgekit"
 BLOBS_DIR = f"{STATE_DIR}/blobs/sha256"
 INCOMING_DIR = f"{STATE_DIR}/incoming"
@@ -12,8 +14,7 @@ CURRENT_LINK = f"{STATE_DIR}/current"
 PREVIOUS_LINK = f"{STATE_DIR}/previous"
 RESULTS_FILE = f"{STATE_DIR}/results/results.jsonl"
 # The engine cache, timing and calibration caches: the service's StateDirectory, so the
-# service can rebuild an engine itself after a JetPack upgrade.
-ENGINES_DIR = f"{STATE_DIR}/engines"
+# service can rebuild an engine itself after a JetPack upgrade. The agent's default.
 BUILDS_DIR = f"{ENGINES_DIR}/builds"
 CONFIG_FILE = "/etc/edgekit/camera.json"
 UNIT_NAME = "edgekit-camera.service"
