@@ -19,6 +19,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from edgekit.agent.backends.tensorrt.progress import parse_progress
 from edgekit.cli.connect import (
     DEFAULT_KNOWN_HOSTS,
     AcceptNewHostKeyOption,
@@ -31,7 +32,6 @@ from edgekit.cli.connect import (
     connect,
 )
 from edgekit.cli.output import console, err_console, print_json
-from edgekit.device.build import parse_progress
 from edgekit.model import inspect_model
 from edgekit.preflight import require
 from edgekit.provision import Plan, ProvisionRequest, ProvisionResult, Reporter, plan_provision, provision

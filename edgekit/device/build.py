@@ -9,7 +9,6 @@ and reads the answer from a result file that outlives the unit.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,8 +25,6 @@ RECONNECT_S = 120.0
 # A build that hangs (a wedged GPU driver) must end some day; the slowest Nano-class
 # INT8 builds take well under this.
 BUILD_MAX_S = 2 * 3600
-# Lines the agent prints as "progress: <phase> <done>/<total>" (agent/backends/tensorrt/progress.py).
-_PROGRESS = re.compile(r"^progress: (?P<phase>.+) (?P<done>\d+)/(?P<total>\d+)$")
 _RUNNING = ("active", "activating", "deactivating", "reloading")
 
 _FOLLOW = r"""
@@ -42,20 +39,6 @@ fi
 echo "--state--"
 systemctl show "$unit" --property=ActiveState,Result,ExecMainStatus,InvocationID
 """
-
-
-@dataclass(frozen=True)
-class Progress:
-    phase: str
-    done: int
-    total: int
-
-
-def parse_progress(line: str) -> Progress | None:
-    match = _PROGRESS.match(line)
-    if match is None:
-        return None
-    return Progress(match["phase"], int(match["done"]), int(match["total"]))
 
 
 def unit_name(rid: str) -> str:

@@ -21,7 +21,7 @@ import edgekit.bundle
 from edgekit.agent.backends.tensorrt import engine as trt_engine
 from edgekit.agent.backends.tensorrt.cache import EngineCache
 from edgekit.agent.backends.tensorrt.engine import open_engine
-from edgekit.agent.backends.tensorrt.progress import make_progress_monitor
+from edgekit.agent.backends.tensorrt.progress import make_progress_monitor, parse_progress, progress_line
 from edgekit.agent.build import run_build
 from edgekit.agent.config import load_release
 from edgekit.agent.errors import AgentError
@@ -171,3 +171,10 @@ def test_build_phases_are_logged_where_the_release_reports_them(version, monitor
         assert monitor.step_complete("Tactic selection", 5) is True
         monitor.phase_finish("Building engine")
         assert lines == ["progress: Building engine 0/3", "progress: Building engine 1/3"]
+
+
+def test_progress_lines_read_back_as_the_agent_wrote_them():
+    line = progress_line("Building engine", 3, 10)
+    assert parse_progress(line) == ("Building engine", 3, 10)
+    assert parse_progress("[TRT] [W] progress: is not a progress line 3/10") is None
+    assert parse_progress("model ready in 1.2 s; running the gate samples") is None

@@ -13,9 +13,10 @@ import numpy as np
 
 from ...errors import AgentError
 from ...files import read_or_none, write_atomically
+from .. import Log
 from .api import Capabilities, network_flags, probe
 from .calibrator import make_calibrator
-from .progress import Log, make_progress_monitor
+from .progress import make_progress_monitor
 
 
 class BuildOptions(NamedTuple):

@@ -14,7 +14,8 @@ import numpy as np
 
 from ...errors import AgentError
 from ...files import read_or_none, write_atomically
-from .progress import Log, progress_line
+from .. import Log
+from .progress import progress_line
 
 
 def make_calibrator(

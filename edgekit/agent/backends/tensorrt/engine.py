@@ -14,10 +14,10 @@ from typing import Any
 from ...config import Release
 from ...errors import AgentError
 from ...facts import parse_tegra_release
+from .. import Log
 from .builder import BuildOptions, build_engine
 from .cache import EngineCache, engine_key, load_or_build
 from .cuda import PyCuda
-from .progress import Log
 from .runner import TensorRTBackend, deserialize
 
 # min / opt / max batch for models with a dynamic batch dimension: the camera runs 1.

@@ -6,15 +6,30 @@ say nothing until they finish, so there only the calibration batches mark progre
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import re
+from typing import Any, NamedTuple
 
-Log = Callable[[str], None]
-# The host parses lines that start with this; keep it in step with edgekit/device/build.py.
-PROGRESS_PREFIX = "progress:"
+from .. import Log
+
+# "progress: <phase> <done>/<total>"; the host reads these lines back with parse_progress.
+_PROGRESS = re.compile(r"^progress: (?P<phase>.+) (?P<done>\d+)/(?P<total>\d+)$")
+
+
+class Progress(NamedTuple):
+    phase: str
+    done: int
+    total: int
 
 
 def progress_line(phase: str, done: int, total: int) -> str:
-    return f"{PROGRESS_PREFIX} {phase} {done}/{total}"
+    return f"progress: {phase} {done}/{total}"
+
+
+def parse_progress(line: str) -> Progress | None:
+    match = _PROGRESS.match(line)
+    if match is None:
+        return None
+    return Progress(match.group("phase"), int(match.group("done")), int(match.group("total")))
 
 
 def make_progress_monitor(trt: Any, log: Log) -> Any:
