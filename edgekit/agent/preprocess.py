@@ -10,6 +10,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .detect import letterbox_geometry
+
 COLORS = ("gray", "rgb", "bgr")
 RESIZE_MODES = ("stretch", "letterbox")
 
@@ -76,8 +78,6 @@ class PreprocessSpec:
 
 def _letterbox(image: np.ndarray, height: int, width: int) -> np.ndarray:
     import cv2
-
-    from .detect import letterbox_geometry
 
     # One geometry for drawing here and for mapping detections back (detect.py).
     geometry = letterbox_geometry(image.shape[0], image.shape[1], height, width)

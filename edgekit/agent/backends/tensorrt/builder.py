@@ -161,7 +161,7 @@ def build_engine(trt: Any, cuda: Any, options: BuildOptions, log: Log) -> bytes:
         config.set_calibration_profile(profile)
     _set_device(trt, builder, config, options.dla_core)
     if caps.progress_monitor:
-        # The config holds no reference of its own: keep the monitor alive through the build.
+        # Held here until the build returns, whether or not the binding keeps a reference.
         monitor = make_progress_monitor(trt, log)
         config.progress_monitor = monitor
     timing = config.create_timing_cache(read_or_none(options.timing_cache_path) or b"")
