@@ -9,22 +9,43 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence, TypeVar
 
 from .errors import AgentError
 from .preprocess import PreprocessSpec
 
 PRECISIONS = ("int8", "fp16", "fp32")
 INT8_PATHS = ("calibrator", "qdq", "none")
-TASKS = ("classify",)
+TASKS = ("classify", "detect", "raw")
+DROP_POLICIES = ("latest", "every")
+RTSP_DECODES = ("hardware", "software")
+RTSP_CODECS = ("h264", "h265")
 RELEASE_FILE = "release.json"
 _REQUIRED = object()
+T = TypeVar("T")
 
 
 class SourceConfig(NamedTuple):
     uri: str
-    loop: bool
-    realtime: bool
+    loop: bool = False
+    realtime: bool = False
+    # "latest" keeps only the newest frame (cameras), "every" hands over each one (files);
+    # None picks by source: live sources drop, files do not.
+    drop: str | None = None
+    # A read or open that takes longer counts as a lost source (cv2 can block for ever).
+    read_timeout_s: float = 5.0
+    codec: str = "h264"
+
+
+class CameraConfig(NamedTuple):
+    """The profile's camera settings, as merged by the host (see edgekit/profiles.py)."""
+
+    csi_pipeline: str = ""
+    rtsp_decode: str = "software"
+    rtsp_decoder: str = ""
+    width: int = 1280
+    height: int = 720
+    fps: int = 30
 
 
 class ResultsConfig(NamedTuple):
@@ -33,12 +54,45 @@ class ResultsConfig(NamedTuple):
     backups: int
 
 
+class HttpSinkConfig(NamedTuple):
+    url: str
+    timeout_s: float = 5.0
+    queue: int = 256
+
+
+class MqttSinkConfig(NamedTuple):
+    host: str
+    port: int = 1883
+    topic: str = "edgekit/results"
+    client_id: str = "edgekit-camera"
+    keepalive_s: int = 30
+    queue: int = 256
+
+
+class MetricsConfig(NamedTuple):
+    # Loopback only: the metrics are for the device's own scraper or an SSH tunnel.
+    port: int = 9464
+
+
+class SamplesConfig(NamedTuple):
+    """The ring of frames kept for recalibration (edgekit calibrate --from-device)."""
+
+    dir: str = "/var/lib/edgekit/samples"
+    every_s: float = 10.0
+    keep: int = 200
+
+
 class SiteConfig(NamedTuple):
     path: str
     release_dir: str
     source: SourceConfig
+    camera: CameraConfig
     results: ResultsConfig
     topk: int
+    http: HttpSinkConfig | None = None
+    mqtt: MqttSinkConfig | None = None
+    metrics: MetricsConfig | None = MetricsConfig()
+    samples: SamplesConfig | None = SamplesConfig()
 
 
 class BuildConfig(NamedTuple):
@@ -47,6 +101,15 @@ class BuildConfig(NamedTuple):
     int8: str
     workspace_mib: int
     dla_core: int | None
+
+
+class DetectConfig(NamedTuple):
+    """How a detection head is decoded; from the model's metadata, so it ships with the model."""
+
+    head: str
+    conf: float = 0.25
+    iou: float = 0.45
+    max_det: int = 100
 
 
 class Release(NamedTuple):
@@ -60,6 +123,7 @@ class Release(NamedTuple):
     task: str
     labels: list[str]
     preprocess: PreprocessSpec
+    detect: DetectConfig | None = None
 
     @property
     def calibration_path(self) -> str:
@@ -77,7 +141,7 @@ class _Reader:
     def fail(self, key: str, problem: str) -> AgentError:
         return AgentError("config", f"{self.path}: key {self.prefix + key!r} {problem}.")
 
-    def value(self, key: str, kind: type, description: str, default: Any = _REQUIRED) -> Any:
+    def value(self, key: str, kind: type | tuple[type, ...], description: str, default: Any = _REQUIRED) -> Any:
         if key not in self.data:
             if default is _REQUIRED:
                 raise self.fail(key, "is missing")
@@ -103,6 +167,25 @@ class _Reader:
         if value < minimum:
             raise self.fail(key, f"must be at least {minimum}, not {value}")
         return value
+
+    def number(self, key: str, minimum: float, default: float, maximum: float | None = None) -> float:
+        value = self.value(key, (int, float), "a number", default)
+        if value < minimum or (maximum is not None and value > maximum):
+            bounds = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+            raise self.fail(key, f"must be {bounds}, not {value}")
+        return float(value)
+
+    def integer_or(self, key: str, minimum: int, default: int) -> int:
+        return default if key not in self.data else self.integer(key, minimum)
+
+    def text_or(self, key: str, default: str) -> str:
+        return default if key not in self.data else self.text(key)
+
+    def choice_or(self, key: str, choices: Sequence[str], default: str | None) -> str | None:
+        return default if self.data.get(key) is None else self.choice(key, choices)
+
+    def optional_section(self, key: str) -> _Reader | None:
+        return None if self.data.get(key) is None else self.section(key)
 
     def optional_integer(self, key: str, minimum: int) -> int | None:
         if self.data.get(key) is None:
@@ -139,6 +222,7 @@ def load_site_config(path: str) -> SiteConfig:
     reader = _load_json(path)
     source = reader.section("source")
     results = reader.section("results")
+    camera = reader.optional_section("camera")
     return SiteConfig(
         path=path,
         release_dir=reader.text("release_dir"),
@@ -146,13 +230,90 @@ def load_site_config(path: str) -> SiteConfig:
             uri=source.text("uri"),
             loop=source.flag("loop", False),
             realtime=source.flag("realtime", False),
+            drop=source.choice_or("drop", DROP_POLICIES, None),
+            read_timeout_s=source.number("read_timeout_s", 0.1, SourceConfig(uri="").read_timeout_s),
+            codec=source.choice_or("codec", RTSP_CODECS, "h264") or "h264",
         ),
+        camera=_camera(camera) if camera is not None else CameraConfig(),
         results=ResultsConfig(
             path=results.text("path"),
             max_bytes=results.integer("max_bytes", 1),
             backups=results.integer("backups", 0),
         ),
         topk=reader.integer("topk", 1),
+        http=_optional(reader, "http", _http),
+        mqtt=_optional(reader, "mqtt", _mqtt),
+        metrics=_optional(reader, "metrics", _metrics, MetricsConfig()),
+        samples=_optional(reader, "samples", _samples, SamplesConfig()),
+    )
+
+
+def _optional(reader: _Reader, key: str, parse: Callable[[_Reader], T], default: T | None = None) -> T | None:
+    """A section that may be absent (the default) or null (switched off)."""
+    if key not in reader.data:
+        return default
+    section = reader.optional_section(key)
+    return None if section is None else parse(section)
+
+
+def _camera(section: _Reader) -> CameraConfig:
+    defaults = CameraConfig()
+    return CameraConfig(
+        csi_pipeline=section.text_or("csi_pipeline", defaults.csi_pipeline),
+        rtsp_decode=section.choice_or("rtsp_decode", RTSP_DECODES, defaults.rtsp_decode) or defaults.rtsp_decode,
+        rtsp_decoder=section.text_or("rtsp_decoder", defaults.rtsp_decoder),
+        width=section.integer_or("width", 1, defaults.width),
+        height=section.integer_or("height", 1, defaults.height),
+        fps=section.integer_or("fps", 1, defaults.fps),
+    )
+
+
+def _http(section: _Reader) -> HttpSinkConfig:
+    defaults = HttpSinkConfig(url="")
+    url = section.text("url")
+    if not url.startswith(("http://", "https://")):
+        raise section.fail("url", f"must be an http:// or https:// URL, not {url!r}")
+    return HttpSinkConfig(
+        url=url,
+        timeout_s=section.number("timeout_s", 0.1, defaults.timeout_s),
+        queue=section.integer_or("queue", 1, defaults.queue),
+    )
+
+
+def _mqtt(section: _Reader) -> MqttSinkConfig:
+    defaults = MqttSinkConfig(host="")
+    return MqttSinkConfig(
+        host=section.text("host"),
+        port=section.integer_or("port", 1, defaults.port),
+        topic=section.text_or("topic", defaults.topic),
+        client_id=section.text_or("client_id", defaults.client_id),
+        keepalive_s=section.integer_or("keepalive_s", 0, defaults.keepalive_s),
+        queue=section.integer_or("queue", 1, defaults.queue),
+    )
+
+
+def _metrics(section: _Reader) -> MetricsConfig:
+    return MetricsConfig(port=section.integer_or("port", 1, MetricsConfig().port))
+
+
+def _samples(section: _Reader) -> SamplesConfig:
+    defaults = SamplesConfig()
+    return SamplesConfig(
+        dir=section.text_or("dir", defaults.dir),
+        every_s=section.number("every_s", 0.0, defaults.every_s),
+        keep=section.integer_or("keep", 1, defaults.keep),
+    )
+
+
+def _detect(section: _Reader) -> DetectConfig:
+    from .detect import FORMATS
+
+    defaults = DetectConfig(head="")
+    return DetectConfig(
+        head=section.choice("head", FORMATS),
+        conf=section.number("conf", 0.0, defaults.conf, 1.0),
+        iou=section.number("iou", 0.0, defaults.iou, 1.0),
+        max_det=section.integer_or("max_det", 1, defaults.max_det),
     )
 
 
@@ -163,6 +324,10 @@ def load_release(release_dir: str) -> Release:
     if not all(isinstance(label, str) for label in labels):
         raise reader.fail("labels", "must hold only strings")
     build = reader.section("build")
+    task = reader.choice("task", TASKS)
+    detect = reader.optional_section("detect")
+    if task == "detect" and detect is None:
+        raise reader.fail("detect", "is missing; a detection release names its head (yolov5 or yolov8)")
     preprocess_data = reader.value("preprocess", dict, "an object")
     try:
         preprocess = PreprocessSpec.from_dict(preprocess_data)
@@ -181,7 +346,8 @@ def load_release(release_dir: str) -> Release:
             workspace_mib=build.integer("workspace_mib", 0),
             dla_core=build.optional_integer("dla_core", 0),
         ),
-        task=reader.choice("task", TASKS),
+        task=task,
         labels=list(labels),
         preprocess=preprocess,
+        detect=_detect(detect) if task == "detect" and detect is not None else None,
     )
