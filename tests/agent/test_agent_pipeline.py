@@ -1,0 +1,108 @@
+"""The pipeline's contract: stages overlap, queues stay bounded, ends and failures reach the loop."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from scripted_source import Opener, Recorder, Scripted
+
+from edgekit.agent.grabber import Grabber
+from edgekit.agent.pipeline import Pipeline, SourceEnded
+
+
+def started_pipeline(frames, prepare, infer, live=False):
+    recorder = Recorder()
+    grabber = Grabber(Opener(), "every", 5.0, recorder.log, recorder.count)
+    grabber.start(Scripted(frames, live=live))
+    pipeline = Pipeline(grabber, prepare, infer)
+    pipeline.start()
+    return pipeline
+
+
+def collect(pipeline, timeout=5.0):
+    values = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            item = pipeline.next(0.05)
+        except SourceEnded:
+            return values
+        if item is not None:
+            values.append(item)
+    raise AssertionError(f"the pipeline did not end; got {len(values)} results")
+
+
+def test_every_frame_comes_out_in_order_with_its_outputs_then_the_end():
+    pipeline = started_pipeline(
+        range(20), prepare=lambda image: image.astype(np.float32) * 2, infer=lambda tensor: [tensor + 1]
+    )
+    results = collect(pipeline)
+    pipeline.close()
+    assert [r.frame.index for r in results] == list(range(20))
+    assert [float(r.outputs[0][0, 0, 0]) for r in results] == [2.0 * v + 1 for v in range(20)]
+    assert all(r.pre_s >= 0 and r.infer_s >= 0 and r.frame.grab_s >= 0 for r in results)
+
+
+def test_the_next_frame_is_preprocessed_while_the_engine_runs():
+    second_prepared = threading.Event()
+    overlapped = []
+
+    def prepare(image):
+        if int(image[0, 0, 0]) == 1:
+            second_prepared.set()
+        return image
+
+    def infer(tensor):
+        if int(tensor[0, 0, 0]) == 0:
+            # Frame 1 can only be prepared now if preprocessing runs beside inference.
+            overlapped.append(second_prepared.wait(5.0))
+        return [tensor]
+
+    pipeline = started_pipeline(range(3), prepare, infer)
+    assert len(collect(pipeline)) == 3
+    pipeline.close()
+    assert overlapped == [True]
+
+
+def test_a_stalled_engine_holds_back_preprocessing_and_reading():
+    release = threading.Event()
+    prepared = []
+    source = Scripted(range(100), live=False)
+    recorder = Recorder()
+    grabber = Grabber(Opener(), "every", 30.0, recorder.log, recorder.count)
+    grabber.start(source)
+
+    def prepare(image):
+        prepared.append(int(image[0, 0, 0]))
+        return image
+
+    pipeline = Pipeline(grabber, prepare, lambda tensor: [tensor] if release.wait(10) else [])
+    pipeline.start()
+    time.sleep(0.5)
+    # One frame in the engine, two queued after it, one being prepared: nothing grows.
+    assert len(prepared) <= 5
+    assert len(source._frames) >= 100 - 12
+    release.set()
+    assert len(collect(pipeline)) == 100
+    pipeline.close()
+
+
+def test_a_failing_stage_raises_its_error_in_the_loop():
+    def infer(tensor):
+        raise RuntimeError("engine lost")
+
+    pipeline = started_pipeline(range(3), prepare=lambda image: image, infer=infer)
+    with pytest.raises(RuntimeError, match="engine lost"):
+        collect(pipeline)
+    pipeline.close()
+
+
+def test_close_returns_promptly_while_frames_are_still_coming():
+    pipeline = started_pipeline(range(10_000), prepare=lambda image: image, infer=lambda tensor: [tensor])
+    assert pipeline.next(2.0) is not None
+    started = time.monotonic()
+    pipeline.close()
+    assert time.monotonic() - started < 2.0
