@@ -10,12 +10,13 @@ from pathlib import Path
 import onnx
 from google.protobuf.message import DecodeError
 
+from edgekit.agent.detect import FORMATS as DETECT_HEADS
 from edgekit.agent.preprocess import PreprocessSpec
 from edgekit.errors import ModelError
 
 METADATA_KEY = "edgekit.model"
 MIN_OPSET = 11
-TASKS = ("classify",)
+TASKS = ("classify", "detect", "raw")
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class ModelInfo:
     task: str
     labels: tuple[str, ...]
     preprocess: PreprocessSpec
+    # For task "detect": head and thresholds, as the agent reads them from release.json.
+    detect: dict[str, object] | None = None
 
 
 def sha256_file(path: Path) -> str:
@@ -82,6 +85,7 @@ def inspect_model(path: Path) -> ModelInfo:
     task = meta.get("task", "classify")
     if task not in TASKS:
         raise ModelError(f"{path} declares task {task!r}; this edgekit serves: {', '.join(TASKS)}.")
+    detect = _declared_detect(meta.get("detect"), path) if task == "detect" else None
     return ModelInfo(
         path=path,
         sha256=sha256_file(path),
@@ -91,7 +95,29 @@ def inspect_model(path: Path) -> ModelInfo:
         task=task,
         labels=tuple(str(label) for label in meta.get("labels", ())),
         preprocess=preprocess,
+        detect=detect,
     )
+
+
+def _declared_detect(data: object, path: Path) -> dict[str, object]:
+    """The detection head and thresholds; checked here so a typo fails before any upload."""
+    fix = (
+        f'set {METADATA_KEY} "detect" to {{"head": "yolov8"}} (or "yolov5"), '
+        'optionally with "conf", "iou" (0-1) and "max_det"'
+    )
+    if not isinstance(data, dict) or data.get("head") not in DETECT_HEADS:
+        raise ModelError(f"{path} declares task 'detect' without a known detection head; {fix}.")
+    for key in ("conf", "iou"):
+        value = data.get(key, 0.5)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+            raise ModelError(f"{path}'s detect {key} is {value!r}; {fix}.")
+    max_det = data.get("max_det", 1)
+    if isinstance(max_det, bool) or not isinstance(max_det, int) or max_det < 1:
+        raise ModelError(f"{path}'s detect max_det is {max_det!r}; {fix}.")
+    unknown = set(data) - {"head", "conf", "iou", "max_det"}
+    if unknown:
+        raise ModelError(f"{path}'s detect metadata has unknown keys {sorted(unknown)}; {fix}.")
+    return dict(data)
 
 
 def _tensor(value: onnx.ValueInfoProto) -> TensorInfo:

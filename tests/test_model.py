@@ -200,7 +200,12 @@ def test_metadata_is_used(tmp_path: Path) -> None:
     [
         ("{not json", "not JSON"),
         ("[1, 2]", "JSON object"),
-        ({"task": "detect"}, "detect"),
+        ({"task": "segment"}, "declares task 'segment'"),
+        ({"task": "detect"}, "without a known detection head"),
+        ({"task": "detect", "detect": {"head": "yolov9"}}, "without a known detection head"),
+        ({"task": "detect", "detect": {"head": "yolov8", "conf": 1.5}}, "detect conf is 1.5"),
+        ({"task": "detect", "detect": {"head": "yolov8", "max_det": 0}}, "detect max_det is 0"),
+        ({"task": "detect", "detect": {"head": "yolov8", "nms": 0.5}}, "unknown keys ['nms']"),
         ({"preprocess": {"input_name": "other", "height": 32, "width": 32}}, "'other'"),
     ],
 )
@@ -218,6 +223,13 @@ def test_bad_metadata(tmp_path: Path, meta: object, words: str) -> None:
 )
 def test_invalid_preprocess_metadata_is_a_model_error(tmp_path: Path, preprocess: object) -> None:
     refused(save(image_model([1, 3, 32, 32], meta={"preprocess": preprocess}), tmp_path / "m.onnx"))
+
+
+def test_detection_metadata_is_kept_for_the_release(tmp_path: Path) -> None:
+    detect = {"head": "yolov5", "conf": 0.4, "iou": 0.5, "max_det": 20}
+    meta = {"task": "detect", "labels": ["person"], "detect": detect}
+    info = inspect_model(save(image_model([1, 3, 32, 32], meta=meta), tmp_path / "det.onnx"))
+    assert (info.task, info.detect) == ("detect", detect)
 
 
 def test_inspect_does_not_touch_the_model(tmp_path: Path) -> None:

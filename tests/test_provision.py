@@ -71,6 +71,7 @@ def test_release_manifest(tmp_path: Path) -> None:
         "model": "model.int8.onnx",
         "precision": "int8",
         "task": "classify",
+        "detect": None,
         "labels": [str(d) for d in range(10)],
         "preprocess": model.preprocess.to_dict(),
         "onnx_sha256": model.sha256,
