@@ -1,10 +1,13 @@
-"""Turn a classifier's output row into the top-k labelled scores written per frame."""
+"""What a frame's model outputs become in its result record: top-k, detections or raw tensors."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
+
+from .config import Release
+from .detect import detect, letterbox_geometry, stretch_geometry
 
 
 def softmax(row: np.ndarray) -> np.ndarray:
@@ -34,3 +37,49 @@ def classify(logits: np.ndarray, labels: Sequence[str], topk: int) -> list[dict[
         }
         for i in order
     ]
+
+
+# A raw record carries at most this many values per output, so one frame cannot flood the journal.
+RAW_VALUES = 1024
+
+Postprocess = Callable[[List[np.ndarray], Tuple[int, int]], Dict[str, Any]]
+
+
+def raw_outputs(outputs: Sequence[np.ndarray], names: Sequence[str], limit: int = RAW_VALUES) -> list[dict[str, Any]]:
+    records = []
+    for name, output in zip(names, outputs):
+        flat = np.asarray(output).reshape(-1)
+        records.append(
+            {
+                "name": name,
+                "shape": [int(d) for d in np.shape(output)],
+                "values": [round(float(v), 5) for v in flat[:limit]],
+                "truncated": bool(flat.size > limit),
+            }
+        )
+    return records
+
+
+def make_postprocess(release: Release, output_names: Sequence[str], topk: int) -> Postprocess:
+    """What one frame's outputs become in its result record, by the release's task.
+
+    Detection needs the source frame's size to map boxes back through the preprocessing's
+    letterbox or stretch, so every postprocess takes ``(outputs, (height, width))``.
+    """
+    if release.task == "classify":
+        return lambda outputs, size: {"top": classify(outputs[0], release.labels, topk)}
+    if release.task == "detect":
+        settings = release.detect
+        assert settings is not None, "load_release requires the detect section"
+        spec = release.preprocess
+        fit = letterbox_geometry if spec.resize == "letterbox" else stretch_geometry
+
+        def detections(outputs: list[np.ndarray], size: tuple[int, int]) -> dict[str, Any]:
+            geometry = fit(size[0], size[1], spec.height, spec.width)
+            found = detect(
+                outputs[0], settings.head, geometry, release.labels, settings.conf, settings.iou, settings.max_det
+            )
+            return {"detections": found}
+
+        return detections
+    return lambda outputs, size: {"outputs": raw_outputs(outputs, output_names)}

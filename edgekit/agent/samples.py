@@ -1,0 +1,70 @@
+"""A bounded ring of camera frames, kept for recalibrating on the real scene.
+
+``edgekit calibrate --from-device`` fetches these, so INT8 scales can follow what the
+camera actually sees (lighting, lens, mounting) instead of the data set the model shipped
+with. Frames are full-resolution JPEGs (quality 95): preprocessing happens again on the
+host with the release's own spec, so nothing model-specific is baked in here.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from .config import SamplesConfig
+from .files import write_atomically
+
+SUFFIX = ".jpg"
+JPEG_QUALITY = 95
+
+
+class SampleRing:
+    """Saves one frame every ``every_s`` seconds and keeps the newest ``keep`` of them."""
+
+    def __init__(self, config: SamplesConfig, log: Callable[[str], None], clock: Callable[[], float] = time.time):
+        self._config = config
+        self._log = log
+        self._clock = clock
+        self._last: float | None = None
+        self._failing = False
+        os.makedirs(config.dir, exist_ok=True)
+        self._files = sorted(n for n in os.listdir(config.dir) if n.endswith(SUFFIX))
+
+    def offer(self, image: np.ndarray) -> str | None:
+        """Keep ``image`` if a sample is due; the path written, or None."""
+        now = self._clock()
+        if self._last is not None and now - self._last < self._config.every_s:
+            return None
+        self._last = now
+        # Milliseconds since the epoch, zero-padded, so name order is time order.
+        name = f"{int(now * 1000):015d}{SUFFIX}"
+        path = os.path.join(self._config.dir, name)
+        try:
+            self._write(path, image)
+        except OSError as exc:
+            # A full disk must not stop the camera; say so once, and keep trying.
+            if not self._failing:
+                self._log(f"cannot keep a sample frame in {self._config.dir}: {exc.strerror or exc}")
+            self._failing = True
+            return None
+        self._failing = False
+        self._files.append(name)
+        while len(self._files) > self._config.keep:
+            oldest = self._files.pop(0)
+            try:
+                os.unlink(os.path.join(self._config.dir, oldest))
+            except FileNotFoundError:
+                pass
+        return path
+
+    @staticmethod
+    def _write(path: str, image: np.ndarray) -> None:
+        ok, encoded = cv2.imencode(SUFFIX, image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if not ok:
+            raise OSError(f"OpenCV could not encode a {image.shape} frame as JPEG")
+        # A reader (the host's calibrate) never sees half a JPEG.
+        write_atomically(path, encoded.tobytes())
