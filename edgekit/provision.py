@@ -17,7 +17,7 @@ from edgekit.bundle import Bundle, BundleRequest, build_bundle
 from edgekit.device import build, install, service
 from edgekit.device.blobs import Blob, prepare_store, upload_blobs
 from edgekit.device.facts import read_facts
-from edgekit.device.layout import CURRENT_LINK, RESULTS_FILE, UNIT_NAME
+from edgekit.device.layout import CURRENT_LINK, METRICS, RESULTS_FILE, SAMPLES, UNIT_NAME
 from edgekit.errors import DeviceUnreachable, GateFailed
 from edgekit.preflight import Check, DiskNeed, PreflightInput, require, run_checks
 from edgekit.profiles import load_profiles
@@ -45,6 +45,8 @@ class ProvisionRequest:
     config: UserConfig = UserConfig()
     # Command-line settings, the top layer: {"build": {"precision": "fp16"}, ...}.
     flags: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # camera.json's "http" and "mqtt" sections (edgekit.outputs); None switches a sink off.
+    outputs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -149,13 +151,16 @@ def release_files(bundle: Bundle, settings: Settings, source: SourceSpec) -> dic
     return files
 
 
-def site_config(source: SourceSpec, settings: Settings) -> dict[str, Any]:
+def site_config(source: SourceSpec, settings: Settings, outputs: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "release_dir": CURRENT_LINK,
         "source": {"uri": source.device_uri(CURRENT_LINK), "loop": source.loop, "realtime": True},
         "camera": asdict(settings.camera),
         "results": {"path": RESULTS_FILE, "max_bytes": RESULTS_MAX_BYTES, "backups": 3},
         "topk": 3,
+        "metrics": METRICS._asdict(),
+        "samples": SAMPLES._asdict(),
+        **(outputs or {}),
     }
 
 
@@ -192,7 +197,9 @@ def provision(conn: Connection, plan: Plan, request: ProvisionRequest, reporter:
     manifest = release_manifest(bundle, settings, rid)
     system = {
         "release.json": _json_blob(bundle.directory / f"release-{rid}.json", manifest),
-        "camera.json": _json_blob(bundle.directory / "camera.json", site_config(request.source, settings)),
+        "camera.json": _json_blob(
+            bundle.directory / "camera.json", site_config(request.source, settings, request.outputs)
+        ),
         "unit": Blob.of(install.UNIT_SOURCE),
     }
     gpu_dropin = Blob.of(install.GPU_DROPIN_SOURCE) if settings.build.backend == "tensorrt" else None

@@ -34,6 +34,8 @@ def test_site_config_for_local_file() -> None:
         },
         "results": {"path": RESULTS_FILE, "max_bytes": RESULTS_MAX_BYTES, "backups": 3},
         "topk": 3,
+        "metrics": {"port": 9464},
+        "samples": {"dir": "/var/lib/edgekit/samples", "every_s": 10.0, "keep": 200},
     }
 
 

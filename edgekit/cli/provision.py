@@ -33,6 +33,7 @@ from edgekit.cli.connect import (
 )
 from edgekit.cli.output import console, err_console, print_json
 from edgekit.model import inspect_model
+from edgekit.outputs import outputs
 from edgekit.preflight import require
 from edgekit.provision import Plan, ProvisionRequest, ProvisionResult, Reporter, plan_provision, provision
 from edgekit.settings import PRECISIONS, load_user_config
@@ -62,6 +63,10 @@ def provision_command(
     config: Annotated[
         Path | None, typer.Option(help="edgekit config file (default: ~/.config/edgekit/config.toml).")
     ] = None,
+    http_sink: Annotated[str | None, typer.Option(help="Also POST each result (JSON) to this URL.")] = None,
+    mqtt_sink: Annotated[
+        str | None, typer.Option(help="Also publish each result to mqtt://host[:port]/topic (QoS 0).")
+    ] = None,
     check: Annotated[
         bool, typer.Option("--check", help="Detect the device and run preflight only; change nothing.")
     ] = False,
@@ -83,6 +88,7 @@ def provision_command(
         profile=profile,
         config=load_user_config(config),
         flags={"build": {"precision": precision, "workspace_mib": workspace_mib, "dla_core": dla_core}},
+        outputs=outputs(http_sink, mqtt_sink),
     )
     with err_console.status("checking the model") as status:
         inspect_model(model)

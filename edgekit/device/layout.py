@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edgekit.agent import ENGINES_DIR
+from edgekit.agent.config import MetricsConfig, SamplesConfig
 
 STATE_DIR = "/var/lib/edgekit"
 BLOBS_DIR = f"{STATE_DIR}/blobs/sha256"
@@ -16,6 +17,9 @@ RESULTS_FILE = f"{STATE_DIR}/results/results.jsonl"
 # The engine cache, timing and calibration caches: the service's StateDirectory, so the
 # service can rebuild an engine itself after a JetPack upgrade. The agent's default.
 BUILDS_DIR = f"{ENGINES_DIR}/builds"
+# The service's sample ring for recalibration and its localhost metrics: the agent's defaults.
+SAMPLES = SamplesConfig()
+METRICS = MetricsConfig()
 CONFIG_FILE = "/etc/edgekit/camera.json"
 UNIT_NAME = "edgekit-camera.service"
 UNIT_FILE = f"/etc/systemd/system/{UNIT_NAME}"
