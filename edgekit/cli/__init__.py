@@ -16,7 +16,7 @@ try:
 except ImportError:  # typer >= 0.29 vendors click
     from typer._click.exceptions import ClickException  # type: ignore[no-redef]
 
-from edgekit.cli import facts, profiles, provision, twin
+from edgekit.cli import facts, profiles, provision, status, twin
 from edgekit.cli.output import err_console
 from edgekit.errors import EdgekitError
 
@@ -29,6 +29,7 @@ app = typer.Typer(
 )
 app.command("provision")(provision.provision_command)
 app.command("facts")(facts.facts_command)
+app.command("status")(status.status_command)
 app.add_typer(profiles.app, name="profiles")
 app.add_typer(twin.app, name="twin")
 

@@ -1,0 +1,87 @@
+"""``edgekit status HOST``: is the camera service up, and how fast and how well is it running."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.markup import escape
+from rich.table import Table
+
+from edgekit.agent.metrics import STAGES
+from edgekit.cli.connect import (
+    DEFAULT_KNOWN_HOSTS,
+    AcceptNewHostKeyOption,
+    IdentityOption,
+    JsonOption,
+    KnownHostsOption,
+    SshConfigOption,
+    TargetArgument,
+    connect,
+)
+from edgekit.cli.output import console, err_console, print_json
+from edgekit.device.layout import UNIT_NAME
+from edgekit.device.status import DeviceStatus, device_status
+
+
+def status_command(
+    target: TargetArgument,
+    identity: IdentityOption = None,
+    known_hosts: KnownHostsOption = DEFAULT_KNOWN_HOSTS,
+    accept_new_host_key: AcceptNewHostKeyOption = False,
+    ssh_config: SshConfigOption = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the camera service's state, FPS, drops and per-stage latency, without changing anything."""
+    with err_console.status(f"reading {target}"):
+        conn = connect(target, identity, known_hosts, accept_new_host_key, ssh_config)
+        try:
+            status = device_status(conn)
+        finally:
+            conn.close()
+    if as_json:
+        print_json(status.to_dict())
+    else:
+        _table(status)
+
+
+def _table(status: DeviceStatus) -> None:
+    state = f"{status.active_state} ({status.sub_state})"
+    rows: list[tuple[str, str]] = [
+        ("state", state if status.active_state == "active" else f"[red]{escape(state)}[/]"),
+        ("PID", str(status.main_pid) if status.main_pid else "none"),
+        ("restarts", _text(status.restarts)),
+        ("status", escape(status.status_text) or "-"),
+    ]
+    metrics = status.metrics
+    if metrics is None:
+        rows.append(("metrics", f"[yellow]missing:[/] {escape(status.metrics_missing or 'unknown reason')}"))
+    else:
+        counters: dict[str, Any] = metrics["counters"]
+        fps = metrics["fps"]
+        rows += [
+            ("FPS", "-" if fps is None else f"{fps:.1f}"),
+            ("frames", _text(metrics["frames"])),
+            ("dropped frames", _text(counters.get("frames_dropped"))),
+            ("source reconnects", _text(counters.get("source_reconnects"))),
+            ("sink drops / errors", f"{_text(counters.get('sink_dropped'))} / {_text(counters.get('sink_errors'))}"),
+        ]
+        latency: dict[str, dict[str, float | None]] = metrics["latency_ms"]
+        for stage in [*STAGES, *sorted(set(latency) - set(STAGES))]:
+            if stage in latency:
+                quantiles = latency[stage]
+                rows.append((f"{stage} p50 / p99", f"{_ms(quantiles.get('p50'))} / {_ms(quantiles.get('p99'))}"))
+        info: dict[str, str] = metrics["info"]
+        rows.append(("release", escape(info.get("release") or "unknown")))
+        rows += [(name, escape(value)) for name, value in sorted(info.items()) if name != "release"]
+    table = Table(title=f"{escape(status.target)}: {UNIT_NAME}", show_header=False)
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+
+
+def _text(value: int | None) -> str:
+    return "?" if value is None else str(value)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} ms"
