@@ -228,11 +228,12 @@ def provision(conn: Connection, plan: Plan, request: ProvisionRequest, reporter:
             install.remove_release(conn, rid)
         raise
     gate["threshold"] = request.gate_threshold
-    if gate["top1_agreement"] < request.gate_threshold:
+    measure, agreement = gate_measure(bundle.model.task, gate)
+    if agreement < request.gate_threshold:
         if install.current_release(conn) != rid:
             install.remove_release(conn, rid)
         raise GateFailed(
-            f"The {precision} model agrees with FP32 on {gate['top1_agreement']:.1%} of {gate['samples']} "
+            f"The {precision} model's {measure} with FP32 is {agreement:.1%} on {gate['samples']} "
             f"held-out samples, below the {request.gate_threshold:.0%} gate; calibrate with more images from the "
             "real scene, or lower --gate-threshold knowingly."
         )
@@ -270,6 +271,14 @@ def provision(conn: Connection, plan: Plan, request: ProvisionRequest, reporter:
         first_result=first,
         uploaded=[blob.local.name for blob in sent],
     )
+
+
+def gate_measure(task: str, gate: dict[str, Any]) -> tuple[str, float]:
+    """What the gate threshold applies to: the top-1 class for a classifier; the whole output's
+    cosine similarity for detection and raw heads, where no single class decides."""
+    if task == "classify":
+        return "top-1 agreement", float(gate["top1_agreement"])
+    return "output cosine similarity", float(gate["output_cosine"])
 
 
 def _build_and_gate(conn: Connection, rid: str, settings: Settings, reporter: Reporter) -> dict[str, Any]:

@@ -10,7 +10,14 @@ from edgekit.bundle import Bundle
 from edgekit.device.layout import CURRENT_LINK, RESULTS_FILE
 from edgekit.model import inspect_model
 from edgekit.profiles import load_profile
-from edgekit.provision import RESULTS_MAX_BYTES, release_files, release_manifest, served_model, site_config
+from edgekit.provision import (
+    RESULTS_MAX_BYTES,
+    gate_measure,
+    release_files,
+    release_manifest,
+    served_model,
+    site_config,
+)
 from edgekit.settings import merge_settings
 from edgekit.source import SourceSpec
 
@@ -105,3 +112,10 @@ def test_the_served_model_and_only_it_is_shipped(tmp_path: Path, profile: str, p
     assert served in shipped
     assert ("model.int8.onnx" in shipped) == (served == "model.int8.onnx")
     assert release_manifest(bundle, settings, "r")["model"] == served
+
+
+def test_the_gate_measures_classifiers_by_top1_and_other_heads_by_cosine() -> None:
+    gate = {"top1_agreement": 0.5, "output_cosine": 0.999}
+    assert gate_measure("classify", gate) == ("top-1 agreement", 0.5)
+    assert gate_measure("detect", gate) == ("output cosine similarity", 0.999)
+    assert gate_measure("raw", gate) == ("output cosine similarity", 0.999)

@@ -1,7 +1,8 @@
 """The release gate: does the model as built on this device still agree with FP32?
 
 The host computes FP32 reference outputs for a fixed sample set; the device runs the same
-inputs through its own (INT8/FP16) engine and reports how often the top-1 class agrees.
+inputs through its own (INT8/FP16) engine and reports how often the top-1 class agrees
+(classifiers) and how closely the whole output follows FP32 (every task).
 The host decides whether that is good enough to switch the release live.
 """
 
@@ -48,6 +49,17 @@ def _mean_match(left: np.ndarray, right: np.ndarray) -> float:
     return float(np.mean(left == right))
 
 
+def _mean_cosine(outputs: np.ndarray, reference: np.ndarray) -> float:
+    """How closely each sample's whole output follows FP32: the measure for detection and raw
+    heads, where a top-1 class means nothing."""
+    dots = np.sum(outputs.astype(np.float64) * reference, axis=1)
+    norms = np.linalg.norm(outputs.astype(np.float64), axis=1) * np.linalg.norm(reference.astype(np.float64), axis=1)
+    # Two all-zero rows agree perfectly; one all-zero row against a real one does not.
+    both_zero = norms == 0.0
+    cosine = np.where(both_zero, 1.0, dots / np.where(both_zero, 1.0, norms))
+    return float(np.mean(cosine))
+
+
 def run_gate(backend: Backend, samples_path: str) -> dict[str, Any]:
     samples = _load_samples(samples_path)
     if len(backend.input_names) != 1:
@@ -79,6 +91,7 @@ def run_gate(backend: Backend, samples_path: str) -> dict[str, Any]:
     return {
         "samples": len(inputs),
         "top1_agreement": _mean_match(predicted, expected),
+        "output_cosine": round(_mean_cosine(outputs, reference), 6),
         "max_abs_diff": float(np.max(np.abs(outputs - reference))),
         "accuracy": accuracy,
         "reference_accuracy": reference_accuracy,

@@ -34,6 +34,7 @@ def test_a_model_agrees_fully_with_its_own_outputs(tmp_path, release_dir, sample
     result = gate(release_dir, path)
     assert result["samples"] == 20
     assert result["top1_agreement"] == 1.0
+    assert result["output_cosine"] == pytest.approx(1.0, abs=1e-6)
     assert result["max_abs_diff"] < 1e-4
     assert result["accuracy"] == 1.0
     assert result["reference_accuracy"] == 1.0
@@ -50,6 +51,7 @@ def test_a_perturbed_reference_lowers_agreement_by_the_rows_changed(tmp_path, re
     np.savez(path, inputs=inputs, reference=perturbed, labels=labels)
     result = gate(release_dir, path)
     assert result["top1_agreement"] == 0.75
+    assert result["output_cosine"] < 0.99
     assert result["max_abs_diff"] >= 5.0
     assert result["accuracy"] == 1.0
     assert result["reference_accuracy"] == 0.75
@@ -92,3 +94,14 @@ def test_missing_samples_file(tmp_path, release_dir):
         gate(release_dir, tmp_path / "none.npz")
     assert caught.value.kind == "samples"
     assert "none.npz" in caught.value.message
+
+
+def test_output_cosine_is_the_mean_over_samples_and_ignores_scale(tmp_path, release_dir, samples):
+    inputs, reference = samples
+    # Half the rows scaled (same direction), half negated (opposite): mean cosine (1 - 1) / 2.
+    changed = reference.copy()
+    changed[:10] *= 3.0
+    changed[10:] *= -1.0
+    path = tmp_path / "samples.npz"
+    np.savez(path, inputs=inputs, reference=changed)
+    assert gate(release_dir, path)["output_cosine"] == pytest.approx(0.0, abs=1e-5)
