@@ -27,7 +27,8 @@ class ResultWriter:
         self._file = open(path, "ab")  # noqa: SIM115
         self._size = self._file.tell()
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write(self, record: dict[str, Any]) -> str:
+        """Write ``record``; the JSON line written (without its newline), for other sinks."""
         line = json.dumps(record, separators=(",", ":")) + "\n"
         self._stream.write(line)
         # journald only sees what is flushed; a buffered stdout would hold results for seconds.
@@ -38,6 +39,7 @@ class ResultWriter:
         self._file.write(data)
         self._file.flush()
         self._size += len(data)
+        return line[:-1]
 
     def _rotate(self) -> None:
         self._file.close()

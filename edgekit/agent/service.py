@@ -1,13 +1,14 @@
-"""The camera service: one classification record per frame, supervised by systemd.
+"""The camera service: one result record per frame, supervised by systemd.
 
 Run as a ``Type=notify`` unit: READY=1 is sent only once a real frame went through the
-model, and WATCHDOG=1 only from the frame loop, so a hung camera or runtime gets the unit
-restarted instead of sitting "active" while producing nothing.
+model, and WATCHDOG=1 only from the frame loop for fresh frames, so a hung camera or
+runtime gets the unit restarted instead of sitting "active" while producing nothing.
+Capture, preprocessing, inference and postprocessing overlap (pipeline.py); the grabber
+reconnects a lost source on its own (grabber.py) and systemd restarts what it cannot.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import json
 import os
@@ -15,93 +16,63 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Iterator
-
-import numpy as np
+from typing import Any, Iterator, NamedTuple
 
 from .backends import Backend, load_backend
 from .config import Release, SiteConfig, load_release, load_site_config
 from .errors import AgentError
-from .postprocess import classify
+from .grabber import Grabber
+from .metrics import Metrics, MetricsServer
+from .pipeline import Inferred, Pipeline, SourceEnded
+from .postprocess import Postprocess, make_postprocess
 from .preprocess import preprocess
 from .results import ResultWriter
+from .samples import SampleRing
 from .sdnotify import notify, watchdog_interval
-from .sources import FrameSource, open_source
+from .sinks import Sink, open_sinks
+from .sources import open_source
 
-FPS_WINDOW = 30
 STATUS_PERIOD_S = 1.0
 # While the model loads (an engine build can take many minutes on a small Jetson), systemd's
 # start timeout is pushed out in steps; a load stuck past the cap still times out.
 EXTEND_PERIOD_S = 10.0
 EXTEND_CAP_S = 3600.0
-
-
-def run_inference(backend: Backend, release: Release, tensor: np.ndarray) -> list[np.ndarray]:
-    return backend.infer({release.preprocess.input_name: tensor})
-
-
-def run_postprocess(outputs: list[np.ndarray], release: Release, topk: int) -> list[dict[str, Any]]:
-    return classify(outputs[0], release.labels, topk)
-
-
-def process_frame(
-    frame: np.ndarray, release: Release, backend: Backend, topk: int
-) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """Classify one frame; returns the top-k and each stage's latency in ms."""
-    started = time.perf_counter()
-    tensor = preprocess(frame, release.preprocess)
-    preprocessed = time.perf_counter()
-    outputs = run_inference(backend, release, tensor)
-    inferred = time.perf_counter()
-    top = run_postprocess(outputs, release, topk)
-    finished = time.perf_counter()
-    latency = {
-        "pre": _ms(preprocessed - started),
-        "infer": _ms(inferred - preprocessed),
-        "post": _ms(finished - inferred),
-        "total": _ms(finished - started),
-    }
-    return top, latency
+# How often the frame loop wakes without a result, to notice a stop request.
+WAIT_S = 0.5
 
 
 def _ms(seconds: float) -> float:
     return round(seconds * 1000.0, 2)
 
 
-class FpsMeter:
-    """Frames per second over the last few frames, so it follows load changes quickly."""
-
-    def __init__(self, window: int = FPS_WINDOW) -> None:
-        self._times: collections.deque[float] = collections.deque(maxlen=window)
-
-    def tick(self) -> float | None:
-        self._times.append(time.monotonic())
-        span = self._times[-1] - self._times[0]
-        if span <= 0.0:
-            return None
-        return round((len(self._times) - 1) / span, 1)
-
-
 class Heartbeat:
     """What systemd hears from the frame loop: READY, STATUS and WATCHDOG pings."""
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
         self._watchdog = watchdog_interval()
         self._last_ping: float | None = None
         self._last_status: float | None = None
 
-    def frame_done(self, fps: float | None, latency_ms: float) -> None:
+    def frame_done(self, fps: float | None) -> None:
         now = time.monotonic()
-        status = "STATUS=fps={} latency_ms={:.2f}".format("-" if fps is None else fps, latency_ms)
-        if self._last_status is None:
-            notify("READY=1\n" + status)
-            self._last_status = now
-        elif now - self._last_status >= STATUS_PERIOD_S:
-            notify(status)
+        if self._last_status is None or now - self._last_status >= STATUS_PERIOD_S:
+            notify(("READY=1\n" if self._last_status is None else "") + "STATUS=" + self.status(fps))
             self._last_status = now
         if self._watchdog is not None and (self._last_ping is None or now - self._last_ping >= self._watchdog):
             notify("WATCHDOG=1")
             self._last_ping = now
+
+    def status(self, fps: float | None) -> str:
+        snapshot = self._metrics.snapshot()
+        latency = snapshot["latency_ms"].get("total", {})
+        counters = snapshot["counters"]
+        return "fps={} latency_ms={} dropped={} reconnects={}".format(
+            "-" if fps is None else fps,
+            latency.get("p50", "-"),
+            counters.get("frames_dropped", 0),
+            counters.get("source_reconnects", 0),
+        )
 
 
 class StopRequest:
@@ -145,53 +116,112 @@ def _load_log(line: str) -> None:
     notify("STATUS=" + line)
 
 
-def _start(
-    config_path: str, engines_dir: str, stack: contextlib.ExitStack
-) -> tuple[SiteConfig, Release, Backend, FrameSource, ResultWriter]:
+class Service(NamedTuple):
+    site: SiteConfig
+    release: Release
+    metrics: Metrics
+    pipeline: Pipeline
+    postprocess: Postprocess
+    writer: ResultWriter
+    sinks: list[Sink]
+    samples: SampleRing | None
+
+
+def _start(config_path: str, engines_dir: str, stack: contextlib.ExitStack) -> Service:
+    """Everything the loop needs, each closed by ``stack`` in reverse order of opening."""
     site = load_site_config(config_path)
     release = load_release(site.release_dir)
     notify(f"STATUS=loading release {release.release}")
     with extending_start_timeout():
         backend = load_backend(release, engines_dir, _load_log)
     stack.callback(backend.close)
-    source = open_source(site.source._asdict())
-    stack.callback(source.close)
+    metrics = Metrics()
+    metrics.set_info(release=release.release, task=release.task, backend=release.backend)
+    if site.metrics is not None:
+        server = MetricsServer(metrics, site.metrics.port)
+        server.start()
+        stack.callback(server.close)
+    # Opened here, not in the grabber, so a wrong URI or a missing file fails the start
+    # with its own message instead of being retried in the background.
+    first = open_source(site.source, site.camera)
+    metrics.set_info(source=first.description)
+    drop = site.source.drop or ("latest" if first.live else "every")
+    grabber = Grabber(
+        lambda: open_source(site.source, site.camera), drop, site.source.read_timeout_s, _log, metrics.add
+    )
+    grabber.start(first)
+    pipeline = Pipeline(grabber, lambda image: preprocess(image, release.preprocess), _inference(backend, release))
+    pipeline.start()
+    stack.callback(pipeline.close)
     writer = ResultWriter(site.results.path, site.results.max_bytes, site.results.backups)
     stack.callback(writer.close)
-    return site, release, backend, source, writer
+    sinks = open_sinks(site, _log)
+    for sink in sinks:
+        stack.callback(sink.close)
+    samples = SampleRing(site.samples, _log) if site.samples is not None else None
+    postprocess = make_postprocess(release, backend.output_names, site.topk)
+    return Service(site, release, metrics, pipeline, postprocess, writer, sinks, samples)
 
 
-def _loop(
-    site: SiteConfig,
-    release: Release,
-    backend: Backend,
-    source: FrameSource,
-    writer: ResultWriter,
-    stop: StopRequest,
-) -> None:
-    meter = FpsMeter()
-    heartbeat = Heartbeat()
+def _inference(backend: Backend, release: Release) -> Any:
+    name = release.preprocess.input_name
+    return lambda tensor: backend.infer({name: tensor})
+
+
+def _record(service: Service, inferred: Inferred) -> dict[str, Any]:
+    frame = inferred.frame
+    started = time.perf_counter()
+    result = service.postprocess(inferred.outputs, frame.image.shape[:2])
+    post_s = time.perf_counter() - started
+    metrics = service.metrics
+    for stage, seconds in (("grab", frame.grab_s), ("pre", inferred.pre_s), ("infer", inferred.infer_s)):
+        metrics.observe(stage, seconds)
+    metrics.observe("post", post_s)
+    # Capture to result, queues included: how old the scene is when its result appears.
+    total_s = time.monotonic() - frame.captured
+    metrics.observe("total", total_s)
+    record: dict[str, Any] = {
+        "ts": round(time.time(), 3),
+        "frame": frame.index,
+        "release": service.release.release,
+        "pid": os.getpid(),
+        "latency_ms": {
+            "grab": _ms(frame.grab_s),
+            "pre": _ms(inferred.pre_s),
+            "infer": _ms(inferred.infer_s),
+            "post": _ms(post_s),
+            "total": _ms(total_s),
+        },
+    }
+    record.update(result)
+    return record
+
+
+def _publish(service: Service, record: dict[str, Any]) -> None:
+    line = service.writer.write(record)
+    for sink in service.sinks:
+        sink.publish(line)
+
+
+def _loop(service: Service, stop: StopRequest) -> None:
+    heartbeat = Heartbeat(service.metrics)
     frames = 0
     while stop.signum is None:
-        frame = source.read()
-        if frame is None:
-            _log(f"source {site.source.uri} ended after {frames} frames")
+        try:
+            inferred = service.pipeline.next(WAIT_S)
+        except SourceEnded:
+            _log(f"source {service.site.source.uri} ended after {frames} frames")
             return
-        top, latency = process_frame(frame, release, backend, site.topk)
-        fps = meter.tick()
-        writer.write(
-            {
-                "ts": round(time.time(), 3),
-                "frame": frames,
-                "release": release.release,
-                "pid": os.getpid(),
-                "latency_ms": latency,
-                "fps": fps,
-                "top": top,
-            }
-        )
+        if inferred is None:
+            continue
+        record = _record(service, inferred)
+        fps = service.metrics.frame_done()
+        record["fps"] = fps
+        _publish(service, record)
+        if service.samples is not None:
+            service.samples.offer(inferred.frame.image)
         frames += 1
-        heartbeat.frame_done(fps, latency["total"])
+        heartbeat.frame_done(fps)
     _log(f"stopping on signal {stop.signum} after {frames} frames")
 
 
@@ -200,10 +230,11 @@ def serve(config_path: str, engines_dir: str) -> int:
     stop = StopRequest()
     with contextlib.ExitStack() as stack:
         try:
-            site, release, backend, source, writer = _start(config_path, engines_dir, stack)
+            service = _start(config_path, engines_dir, stack)
+            # Only now: until the loop runs, the default action (exit at once) is the clean stop.
             for signum in (signal.SIGTERM, signal.SIGINT):
                 stack.callback(signal.signal, signum, signal.signal(signum, stop))
-            _loop(site, release, backend, source, writer, stop)
+            _loop(service, stop)
         except AgentError as exc:
             print(json.dumps(exc.to_dict()), flush=True)
             return 1

@@ -115,6 +115,9 @@ def make_site_config(tmp_path: Path, release_dir: Path) -> Callable[..., Path]:
                 "backups": 2,
             },
             "topk": 3,
+            # Never the device defaults (port 9464, /var/lib/edgekit/samples) on a test machine.
+            "metrics": None,
+            "samples": {"dir": str(tmp_path / "samples"), "every_s": 1.0, "keep": 5},
         }
         config.update(overrides)
         return write_json(tmp_path / "camera.json", config)

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import onnx
 import onnxruntime
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 from edgekit.agent.__main__ import main
 from edgekit.agent.preprocess import PreprocessSpec, preprocess
@@ -109,7 +111,7 @@ def test_a_short_video_is_classified_frame_by_frame(
         assert set(record) == {"ts", "frame", "release", "pid", "latency_ms", "fps", "top"}
         assert record["release"] == "r-test"
         assert record["pid"] == proc.pid
-        assert set(record["latency_ms"]) == {"pre", "infer", "post", "total"}
+        assert set(record["latency_ms"]) == {"grab", "pre", "infer", "post", "total"}
         assert record["latency_ms"]["total"] >= record["latency_ms"]["infer"]
         assert abs(record["ts"] - time.time()) < 60
         scores = [t["score"] for t in record["top"]]
@@ -204,3 +206,56 @@ def test_a_load_stuck_past_the_cap_is_no_longer_extended(notify_socket, monkeypa
             received.append(sock.recv(4096).decode())
     # Extensions stop at the cap, so systemd's own timeout ends a hung load.
     assert 1 <= len(received) <= 4
+
+
+def detection_release(directory: Path) -> Path:
+    """A YOLOv8-style model whose head is fixed: one 'person' box at model (12..20, 14..18)."""
+    head = np.zeros((1, 6, 2), dtype=np.float32)
+    head[0, :, 0] = [16.0, 16.0, 8.0, 4.0, 0.9, 0.1]
+    head[0, :, 1] = [4.0, 4.0, 2.0, 2.0, 0.01, 0.02]
+    graph = helper.make_graph(
+        [
+            # The image still flows into the output (times zero), as a real model's would.
+            helper.make_node("ReduceMean", ["images"], ["mean"], keepdims=0),
+            helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
+            helper.make_node("Add", ["head", "nothing"], ["output0"]),
+        ],
+        "fixed_detector",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 6, 2])],
+        initializer=[numpy_helper.from_array(head, "head"), numpy_helper.from_array(np.zeros((), np.float32), "zero")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    directory.mkdir()
+    onnx.save(model, str(directory / "model.onnx"))
+    spec = PreprocessSpec(input_name="images", height=32, width=32, resize="letterbox")
+    (directory / "release.json").write_text(
+        json.dumps(
+            {
+                "release": "r-detect",
+                "backend": "onnxruntime",
+                "model": "model.onnx",
+                "precision": "fp32",
+                "build": {"int8": "none", "workspace_mib": 0, "dla_core": None},
+                "task": "detect",
+                "detect": {"head": "yolov8", "conf": 0.5, "iou": 0.45, "max_det": 10},
+                "labels": ["person", "car"],
+                "preprocess": spec.to_dict(),
+            }
+        )
+    )
+    return directory
+
+
+def test_a_detection_release_writes_boxes_in_source_pixels(make_video, make_site_config, tmp_path):
+    release = detection_release(tmp_path / "detect-release")
+    config = make_site_config(make_video(frames=4), loop=False, realtime=False, release_dir=str(release))
+    proc = start_serve(config)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    records = [json.loads(line) for line in stdout.splitlines()]
+    assert [r["frame"] for r in records] == [0, 1, 2, 3]
+    # 64x48 frames letterboxed into 32x32: scale 0.5, 4 px of padding above.
+    for record in records:
+        assert record["detections"] == [{"index": 0, "label": "person", "score": 0.9, "box": [24.0, 20.0, 40.0, 28.0]}]
