@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import http.client
 import queue
-import re
 import selectors
 import socket
 import ssl
@@ -26,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 
 from .config import HttpSinkConfig, MqttSinkConfig, SiteConfig
 from .errors import AgentError
+from .redact import mask_url
 
 Log = Callable[[str], None]
 
@@ -37,7 +37,6 @@ CLOSE_FLUSH_S = 2.0
 SEND_TRIES = 3
 MQTT_TIMEOUT_S = 10.0
 MQTT_MAX_REMAINING = 268_435_455
-SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "pass", "token", "secret")
 CONNACK_REFUSALS = {
     1: "it does not speak MQTT 3.1.1",
     2: "it rejected the client id",
@@ -69,18 +68,6 @@ class LinkError(Exception):
 
 # What a broken or unreachable peer raises; anything else is a bug and should surface.
 _LINK_FAILURES = (OSError, http.client.HTTPException, LinkError)
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password (and password-like query values) replaced by ***."""
-    # Up to the last @: a password may itself hold @, / or ?, and masking too much of a URL
-    # is better than printing part of a password.
-    match = re.match(r"([A-Za-z][A-Za-z0-9+.-]*://)(.*)@", url)
-    if match is not None:
-        user, colon, _ = match.group(2).partition(":")
-        url = match.group(1) + (f"{user}:***" if colon else user) + "@" + url[match.end() :]
-    keys = "|".join(SECRET_QUERY_KEYS)
-    return re.sub(rf"([?&;](?:{keys})=)[^&;#]*", r"\1***", url, flags=re.IGNORECASE)
 
 
 def _describe(exc: BaseException) -> str:

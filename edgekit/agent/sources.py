@@ -19,6 +19,7 @@ import numpy as np
 
 from .config import CameraConfig, SourceConfig
 from .errors import AgentError
+from .redact import mask_url
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 SUPPORTED = (
@@ -34,7 +35,6 @@ DEPAY_PARSE = {"h264": "rtph264depay ! h264parse", "h265": "rtph265depay ! h265p
 NO_GSTREAMER_FIX = (
     "pip's opencv-python shadows JetPack's OpenCV, which has it; remove it with `pip3 uninstall opencv-python`"
 )
-SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "pass", "token", "secret")
 
 
 class FrameSource(Protocol):
@@ -200,19 +200,19 @@ def open_source(source: SourceConfig, camera: CameraConfig) -> FrameSource:
         match = re.fullmatch(r"csi://(\d+)", uri)
         if match is None:
             raise AgentError(
-                "source", f"The source {mask_uri(uri)!r} names no sensor; use csi://N with the sensor number."
+                "source", f"The source {mask_url(uri)!r} names no sensor; use csi://N with the sensor number."
             )
         return open_csi(int(match.group(1)), camera)
     if scheme == "v4l2":
         path = uri[len("v4l2://") :]
         if not path.startswith("/"):
             raise AgentError(
-                "source", f"The source {mask_uri(uri)!r} names no device; use v4l2:///dev/videoN (three slashes)."
+                "source", f"The source {mask_url(uri)!r} names no device; use v4l2:///dev/videoN (three slashes)."
             )
         return open_v4l2(path, camera)
     if scheme in ("rtsp", "rtsps"):
         return open_rtsp(source, camera)
-    raise AgentError("source", f"The source {mask_uri(uri)!r} is not supported; use one of {SUPPORTED}.")
+    raise AgentError("source", f"The source {mask_url(uri)!r} is not supported; use one of {SUPPORTED}.")
 
 
 def open_file(path: str, source: SourceConfig) -> FrameSource:
@@ -306,7 +306,7 @@ def open_v4l2(path: str, camera: CameraConfig) -> FrameSource:
 
 
 def open_rtsp(source: SourceConfig, camera: CameraConfig) -> FrameSource:
-    uri, masked = source.uri, mask_uri(source.uri)
+    uri, masked = source.uri, mask_url(source.uri)
     hardware = camera.rtsp_decode == "hardware"
     stall_s: float | None = None
     if hardware or not has_ffmpeg():
@@ -368,19 +368,6 @@ def rtsp_pipeline(uri: str, camera: CameraConfig, codec: str) -> str:
 def gst_quote(value: str) -> str:
     """A property value that gst_parse_launch reads back verbatim, whatever it contains."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def mask_uri(uri: str) -> str:
-    """The URI with its password (and password-like query values) replaced by ***."""
-    # Up to the last @ anywhere: a password may itself hold @, / or ?, and masking too much
-    # of a URI with an @ in its path is better than printing part of a password.
-    match = re.match(r"([A-Za-z][A-Za-z0-9+.-]*://)(.*)@", uri)
-    if match is not None:
-        user, colon, _ = match.group(2).partition(":")
-        masked_userinfo = f"{user}:***" if colon else user
-        uri = match.group(1) + masked_userinfo + "@" + uri[match.end() :]
-    keys = "|".join(SECRET_QUERY_KEYS)
-    return re.sub(rf"([?&;](?:{keys})=)[^&;#]*", r"\1***", uri, flags=re.IGNORECASE)
 
 
 def has_gstreamer() -> bool:

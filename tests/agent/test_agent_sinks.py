@@ -27,7 +27,8 @@ from edgekit.agent.config import (
     SourceConfig,
 )
 from edgekit.agent.errors import AgentError
-from edgekit.agent.sinks import HttpSink, MqttSink, mask_url, open_sinks, remaining_length
+from edgekit.agent.redact import mask_url
+from edgekit.agent.sinks import HttpSink, MqttSink, open_sinks, remaining_length
 
 SEARCH_PATH = os.environ.get("PATH", "") + os.pathsep + "/usr/sbin"
 MOSQUITTO = shutil.which("mosquitto", path=SEARCH_PATH)

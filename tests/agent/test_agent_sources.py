@@ -18,7 +18,8 @@ import pytest
 
 from edgekit.agent.config import CameraConfig, SourceConfig
 from edgekit.agent.errors import AgentError
-from edgekit.agent.sources import csi_pipeline, has_gstreamer, mask_uri, open_source, rtsp_pipeline
+from edgekit.agent.redact import mask_url
+from edgekit.agent.sources import csi_pipeline, has_gstreamer, open_source, rtsp_pipeline
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROFILES = REPO_ROOT / "device_profiles"
@@ -157,7 +158,7 @@ def test_an_unsupported_uri_never_shows_its_password():
     ],
 )
 def test_credentials_are_masked(uri, masked):
-    assert mask_uri(uri) == masked
+    assert mask_url(uri) == masked
 
 
 # --- pipeline strings --------------------------------------------------------------------------
