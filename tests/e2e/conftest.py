@@ -40,3 +40,10 @@ def build_twin() -> Iterator[TwinInfo]:
     """A twin of its own for the build tests, which leave releases and units behind."""
     with booted("build", "twin") as info:
         yield info
+
+
+@pytest.fixture(scope="module")
+def camera_twin() -> Iterator[TwinInfo]:
+    """A twin of its own for the camera tests, whose service is killed and restarted."""
+    with booted("camera", "twin") as info:
+        yield info
