@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 
@@ -22,6 +23,7 @@ ProfileOption = Annotated[
     str | None, typer.Option(help="Device profile to use instead of the detected one (`edgekit profiles list`).")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+T = TypeVar("T")
 
 
 def connect(
@@ -39,3 +41,20 @@ def connect(
         use_ssh_config=ssh_config,
         on_new_host_key=lambda host, fp: err_console.print(f"trusting new host key of {host}: {fp}"),
     )
+
+
+def read_device(
+    target: str,
+    identity: Path | None,
+    known_hosts: Path,
+    accept_new_host_key: bool,
+    ssh_config: bool,
+    read: Callable[[SSHConnection], T],
+) -> T:
+    """Connect, ``read`` under a spinner, disconnect: the shape of every read-only command."""
+    with err_console.status(f"reading {target}"):
+        conn = connect(target, identity, known_hosts, accept_new_host_key, ssh_config)
+        try:
+            return read(conn)
+        finally:
+            conn.close()

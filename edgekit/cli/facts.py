@@ -15,9 +15,9 @@ from edgekit.cli.connect import (
     ProfileOption,
     SshConfigOption,
     TargetArgument,
-    connect,
+    read_device,
 )
-from edgekit.cli.output import console, err_console, print_json
+from edgekit.cli.output import console, print_json
 from edgekit.device.facts import read_facts
 from edgekit.profiles import ProfileError, load_profiles
 from edgekit.resolve import DeviceIdentity, resolve_profile
@@ -33,12 +33,7 @@ def facts_command(
     as_json: JsonOption = False,
 ) -> None:
     """Read a device's facts (module, L4T, TensorRT, cameras, disk) without changing it."""
-    with err_console.status(f"reading {target}"):
-        conn = connect(target, identity, known_hosts, accept_new_host_key, ssh_config)
-        try:
-            facts = read_facts(conn)
-        finally:
-            conn.close()
+    facts = read_device(target, identity, known_hosts, accept_new_host_key, ssh_config, read_facts)
     device = DeviceIdentity.from_facts(facts)
     answer: dict[str, Any] = {"target": target, "device": device.describe(), "facts": facts}
     try:

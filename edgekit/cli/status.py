@@ -16,9 +16,9 @@ from edgekit.cli.connect import (
     KnownHostsOption,
     SshConfigOption,
     TargetArgument,
-    connect,
+    read_device,
 )
-from edgekit.cli.output import console, err_console, print_json
+from edgekit.cli.output import console, print_json
 from edgekit.device.layout import UNIT_NAME
 from edgekit.device.status import DeviceStatus, device_status
 
@@ -32,12 +32,7 @@ def status_command(
     as_json: JsonOption = False,
 ) -> None:
     """Show the camera service's state, FPS, drops and per-stage latency, without changing anything."""
-    with err_console.status(f"reading {target}"):
-        conn = connect(target, identity, known_hosts, accept_new_host_key, ssh_config)
-        try:
-            status = device_status(conn)
-        finally:
-            conn.close()
+    status = read_device(target, identity, known_hosts, accept_new_host_key, ssh_config, device_status)
     if as_json:
         print_json(status.to_dict())
     else:
