@@ -103,3 +103,69 @@ def test_release_errors_name_file_and_key(release_dir, edit, key):
 
 def test_a_missing_release_names_release_json(tmp_path):
     assert str(tmp_path / "release.json") in config_error(load_release, str(tmp_path))
+
+
+def test_camera_outputs_metrics_and_samples_load_with_their_defaults(make_site_config, make_video):
+    path = make_site_config(make_video())
+    edit_json(path, lambda d: [d.pop("metrics"), d.pop("samples")])
+    site = load_site_config(str(path))
+    assert (site.source.drop, site.source.read_timeout_s, site.source.codec) == (None, 5.0, "h264")
+    assert site.camera.rtsp_decode == "software" and site.camera.width == 1280
+    assert (site.http, site.mqtt) == (None, None)
+    assert site.metrics.port == 9464
+    assert (site.samples.dir, site.samples.every_s, site.samples.keep) == ("/var/lib/edgekit/samples", 10.0, 200)
+
+
+def test_every_section_can_be_set_or_switched_off(make_site_config, make_video):
+    path = make_site_config(
+        make_video(),
+        camera={"rtsp_decode": "hardware", "rtsp_decoder": "nvv4l2decoder", "width": 640, "height": 480, "fps": 15},
+        http={"url": "https://h/x", "timeout_s": 2},
+        mqtt={"host": "b", "port": 8883, "topic": "t/1", "keepalive_s": 10},
+        metrics=None,
+        samples=None,
+    )
+    edit_json(path, lambda d: d["source"].update(drop="every", read_timeout_s=1.5, codec="h265"))
+    site = load_site_config(str(path))
+    assert (site.source.drop, site.source.read_timeout_s, site.source.codec) == ("every", 1.5, "h265")
+    assert (site.camera.rtsp_decode, site.camera.width, site.camera.fps) == ("hardware", 640, 15)
+    assert (site.http.url, site.http.timeout_s, site.http.queue) == ("https://h/x", 2.0, 256)
+    assert (site.mqtt.host, site.mqtt.port, site.mqtt.topic, site.mqtt.keepalive_s) == ("b", 8883, "t/1", 10)
+    assert (site.metrics, site.samples) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("edit", "key"),
+    [
+        (lambda d: d["source"].update(drop="oldest"), "'source.drop' must be one of latest, every"),
+        (lambda d: d["source"].update(read_timeout_s=0), "'source.read_timeout_s' must be at least 0.1"),
+        (lambda d: d["source"].update(read_timeout_s="5"), "'source.read_timeout_s' must be a number"),
+        (lambda d: d.update(camera={"rtsp_decode": "gpu"}), "'camera.rtsp_decode' must be one of hardware"),
+        (lambda d: d.update(http={"url": "ftp://x"}), "'http.url' must be an http:// or https:// URL"),
+        (lambda d: d.update(mqtt={"port": 1883}), "'mqtt.host' is missing"),
+        (lambda d: d.update(metrics={"port": 0}), "'metrics.port' must be at least 1"),
+        (lambda d: d.update(samples={"keep": 0}), "'samples.keep' must be at least 1"),
+    ],
+)
+def test_new_section_errors_name_file_and_key(make_site_config, make_video, edit, key):
+    path = edit_json(make_site_config(make_video()), edit)
+    message = config_error(load_site_config, str(path))
+    assert str(path) in message
+    assert key in message
+
+
+def test_a_detection_release_reads_its_head_and_thresholds(release_dir):
+    edit_json(
+        release_dir / "release.json",
+        lambda d: d.update(task="detect", detect={"head": "yolov5", "conf": 0.4, "max_det": 5}),
+    )
+    release = load_release(str(release_dir))
+    assert (release.task, release.detect.head, release.detect.conf, release.detect.iou) == (
+        "detect",
+        "yolov5",
+        0.4,
+        0.45,
+    )
+    assert release.detect.max_det == 5
+    edit_json(release_dir / "release.json", lambda d: d["detect"].update(iou=1.5))
+    assert "'detect.iou' must be between 0.0 and 1.0" in config_error(load_release, str(release_dir))
