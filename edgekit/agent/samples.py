@@ -31,6 +31,7 @@ class SampleRing:
         self._clock = clock
         self._last: float | None = None
         self._failing = False
+        self._count = 0
         os.makedirs(config.dir, exist_ok=True)
         self._files = sorted(n for n in os.listdir(config.dir) if n.endswith(SUFFIX))
 
@@ -40,8 +41,10 @@ class SampleRing:
         if self._last is not None and now - self._last < self._config.every_s:
             return None
         self._last = now
-        # Milliseconds since the epoch, zero-padded, so name order is time order.
-        name = f"{int(now * 1000):015d}{SUFFIX}"
+        # Milliseconds since the epoch, zero-padded, so name order is time order; the count
+        # keeps two samples of one millisecond apart.
+        self._count += 1
+        name = f"{int(now * 1000):015d}-{self._count % 1000000:06d}{SUFFIX}"
         path = os.path.join(self._config.dir, name)
         try:
             self._write(path, image)

@@ -67,3 +67,10 @@ def test_a_write_failure_is_logged_once_and_the_ring_carries_on(tmp_path):
     target.unlink()
     target.mkdir()
     assert ring.offer(frame(9)) is not None
+
+
+def test_samples_of_the_same_millisecond_are_kept_apart(tmp_path):
+    ring = SampleRing(SamplesConfig(dir=str(tmp_path), every_s=0.0, keep=3), print, Clock())
+    paths = [ring.offer(frame(value)) for value in (1, 2, 3, 4)]
+    assert len(set(paths)) == 4
+    assert sorted(os.listdir(tmp_path)) == [os.path.basename(p) for p in paths[1:]]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import cv2
@@ -19,6 +22,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgekit.agent.__main__ import main
+from edgekit.agent.metrics import parse_prometheus
 from edgekit.agent.preprocess import PreprocessSpec, preprocess
 from edgekit.agent.service import extending_start_timeout
 
@@ -259,3 +263,60 @@ def test_a_detection_release_writes_boxes_in_source_pixels(make_video, make_site
     # 64x48 frames letterboxed into 32x32: scale 0.5, 4 px of padding above.
     for record in records:
         assert record["detections"] == [{"index": 0, "label": "person", "score": 0.9, "box": [24.0, 20.0, 40.0, 28.0]}]
+
+
+class Collector(http.server.BaseHTTPRequestHandler):
+    bodies: list[str] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - the http.server protocol
+        self.bodies.append(self.rfile.read(int(self.headers["Content-Length"])).decode())
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        """Quiet: the test reads the bodies, not the access log."""
+
+
+def test_an_image_folder_feeds_the_http_sink_the_metrics_and_the_sample_ring(
+    make_site_config, notify_socket, tmp_path, closed_port
+):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for index in range(6):
+        cv2.imwrite(str(folder / f"{index:02d}.png"), rng.integers(0, 256, size=(48, 64, 3), dtype=np.uint8))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    Collector.bodies = []
+    sock, address = notify_socket
+    results = tmp_path / "out" / "results.jsonl"
+    config = make_site_config(
+        folder,
+        loop=True,
+        http={"url": f"http://127.0.0.1:{server.server_address[1]}/results"},
+        metrics={"port": closed_port},
+        samples={"dir": str(tmp_path / "samples"), "every_s": 0.0, "keep": 3},
+    )
+    proc = start_serve(config, NOTIFY_SOCKET=address)
+    try:
+        assert any("READY=1" in m for m, _ in listen(sock, proc, results, until="READY=1"))
+        deadline = time.monotonic() + 20
+        while line_count(results) < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with urllib.request.urlopen(f"http://127.0.0.1:{closed_port}/metrics", timeout=5) as answer:
+            metrics = parse_prometheus(answer.read().decode())
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=15)
+    finally:
+        proc.kill()
+        server.shutdown()
+    assert proc.returncode == 0, stderr
+    assert metrics["frames"] >= 20 and metrics["fps"] > 0
+    assert metrics["latency_ms"]["infer"]["p50"] > 0 and metrics["info"]["release"] == "r-test"
+    lines = stdout.splitlines()
+    # The sink got every record, in order, as written (close() flushes what is queued).
+    assert Collector.bodies == lines
+    assert [json.loads(line)["frame"] for line in lines] == list(range(len(lines)))
+    # The folder loops in name order.
+    assert len(lines) >= 20
+    assert sorted(os.listdir(tmp_path / "samples")) and len(os.listdir(tmp_path / "samples")) == 3
