@@ -122,11 +122,13 @@ def system_python() -> str:
 
 @pytest.fixture
 def rtsp_server(system_python: str, tmp_path: Path) -> Iterator[Callable[..., RtspServer]]:
-    """Starts real RTSP cameras on free 127.0.0.1 ports: ``rtsp_server(width=320, height=240, fps=15)``."""
+    """Starts real RTSP cameras on 127.0.0.1: ``rtsp_server(width=320, height=240, fps=15, port=None)``."""
     servers: list[RtspServer] = []
 
-    def start(path: str = "/cam", width: int = 320, height: int = 240, fps: int = 15) -> RtspServer:
-        server = RtspServer(tmp_path, free_port(), path, width, height, fps)
+    def start(
+        path: str = "/cam", width: int = 320, height: int = 240, fps: int = 15, port: int | None = None
+    ) -> RtspServer:
+        server = RtspServer(tmp_path, port or free_port(), path, width, height, fps)
         servers.append(server)
         return server.start()
 

@@ -16,3 +16,14 @@ class AgentError(Exception):
 
     def to_dict(self) -> dict[str, dict[str, str]]:
         return {"error": {"kind": self.kind, "message": self.message}}
+
+
+class CameraUnavailable(AgentError):
+    """A camera or stream that is configured right but not there now; it may come back.
+
+    The service waits for it instead of exiting, so an unplugged camera does not burn
+    through systemd's restart budget (StartLimitBurst) while it is away.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__("source", message)

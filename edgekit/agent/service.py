@@ -20,17 +20,18 @@ from typing import Any, Iterator, NamedTuple
 
 from .backends import Backend, load_backend
 from .config import Release, SiteConfig, load_release, load_site_config
-from .errors import AgentError
+from .errors import AgentError, CameraUnavailable
 from .grabber import Grabber
 from .metrics import Metrics, MetricsServer
 from .pipeline import Inferred, Pipeline, SourceEnded
 from .postprocess import Postprocess, make_postprocess
 from .preprocess import preprocess
+from .redact import mask_url
 from .results import ResultWriter
 from .samples import SampleRing
 from .sdnotify import notify, watchdog_interval
 from .sinks import Sink, open_sinks
-from .sources import open_source
+from .sources import FrameSource, open_source
 
 STATUS_PERIOD_S = 1.0
 # While the model loads (an engine build can take many minutes on a small Jetson), systemd's
@@ -142,10 +143,20 @@ def _start(config_path: str, engines_dir: str, stack: contextlib.ExitStack) -> S
         server.start()
         stack.callback(server.close)
     # Opened here, not in the grabber, so a wrong URI or a missing file fails the start
-    # with its own message instead of being retried in the background.
-    first = open_source(site.source, site.camera)
-    metrics.set_info(source=first.description)
-    drop = site.source.drop or ("latest" if first.live else "every")
+    # with its own message instead of being retried in the background; a camera that is
+    # merely away is waited for.
+    try:
+        first: FrameSource | None = open_source(site.source, site.camera)
+    except CameraUnavailable as exc:
+        # Waiting while still activating (no READY, so the start timeout runs) paces restarts
+        # to one per TimeoutStartSec while the camera is away, instead of one per RestartSec.
+        _log(f"waiting for the camera: {exc.message}")
+        notify(f"STATUS=waiting for the camera: {exc.message}")
+        first = None
+    metrics.set_info(source=first.description if first is not None else mask_url(site.source.uri))
+    # Only live sources can be unavailable; files are there or are a config error.
+    live = first.live if first is not None else True
+    drop = site.source.drop or ("latest" if live else "every")
     grabber = Grabber(
         lambda: open_source(site.source, site.camera), drop, site.source.read_timeout_s, _log, metrics.add
     )

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from .config import CameraConfig, SourceConfig
-from .errors import AgentError
+from .errors import AgentError, CameraUnavailable
 from .redact import mask_url
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
@@ -241,8 +241,7 @@ def open_csi(sensor: int, camera: CameraConfig) -> FrameSource:
     capture = cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)
     if not capture.isOpened():
         capture.release()
-        raise AgentError(
-            "source",
+        raise CameraUnavailable(
             f"The CSI camera csi://{sensor} did not start; run `sudo systemctl restart nvargus-daemon`, check the "
             "ribbon cable is seated (contacts facing the right way) and that the sensor number exists.",
         )
@@ -274,8 +273,7 @@ def csi_pipeline(camera: CameraConfig, sensor: int) -> str:
 
 def open_v4l2(path: str, camera: CameraConfig) -> FrameSource:
     if not os.path.exists(path):
-        raise AgentError(
-            "source",
+        raise CameraUnavailable(
             f"The camera {path} does not exist; plug it in, or use one of the names `ls /dev/v4l/by-id` lists.",
         )
     # Resolved on every open, so a by-id name follows the camera to its new /dev/videoN when re-plugged.
@@ -291,8 +289,7 @@ def open_v4l2(path: str, camera: CameraConfig) -> FrameSource:
     capture = cv2.VideoCapture(device, cv2.CAP_V4L2)
     if not capture.isOpened():
         capture.release()
-        raise AgentError(
-            "source",
+        raise CameraUnavailable(
             f"OpenCV could not open the camera {device}; check no other program holds it (`fuser {device}`) "
             f"and that it is a capture node (`v4l2-ctl -d {device} --list-formats-ext`).",
         )
@@ -327,8 +324,7 @@ def open_rtsp(source: SourceConfig, camera: CameraConfig) -> FrameSource:
         how = "ffmpeg"
     if not capture.isOpened():
         capture.release()
-        raise AgentError(
-            "source",
+        raise CameraUnavailable(
             f"Could not open the stream {masked}; check the camera's address, port, path and credentials, "
             "and that this device can reach it.",
         )

@@ -320,3 +320,29 @@ def test_an_image_folder_feeds_the_http_sink_the_metrics_and_the_sample_ring(
     # The folder loops in name order.
     assert len(lines) >= 20
     assert sorted(os.listdir(tmp_path / "samples")) and len(os.listdir(tmp_path / "samples")) == 3
+
+
+def test_a_camera_that_is_away_at_start_is_waited_for_not_fatal(
+    make_site_config, notify_socket, tmp_path, closed_port, rtsp_server
+):
+    sock, address = notify_socket
+    results = tmp_path / "out" / "results.jsonl"
+    config = make_site_config(tmp_path / "unused.avi")
+    edit = json.loads(config.read_text())
+    edit["source"] = {"uri": f"rtsp://admin:hunter2@127.0.0.1:{closed_port}/cam", "read_timeout_s": 2.0}
+    config.write_text(json.dumps(edit))
+    proc = start_serve(config, NOTIFY_SOCKET=address)
+    try:
+        waiting = listen(sock, proc, results, until="STATUS=waiting for the camera", timeout=30)
+        assert any("Could not open the stream rtsp://admin:***@" in m for m, _ in waiting)
+        assert proc.poll() is None
+        rtsp_server(port=closed_port)
+        ready = listen(sock, proc, results, until="READY=1", timeout=60)
+        assert any("READY=1" in m for m, _ in ready)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=15)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "waiting for the camera" in stderr and "hunter2" not in stderr + stdout
+    assert json.loads(stdout.splitlines()[0])["top"]
