@@ -31,6 +31,9 @@ DROP_POLICIES = ("latest", "every")
 # which legitimately takes longer than a frame read.
 MIN_OPEN_TIMEOUT_S = 15.0
 EVERY_QUEUE = 4
+# Captures stuck in a driver call that never returns each hold a thread and a device handle;
+# past this many, no new capture is tried until one returns, and the watchdog decides.
+MAX_STUCK = 2
 T = TypeVar("T")
 
 
@@ -89,10 +92,18 @@ class Grabber:
         self._generation = 0
         self._call: _Call | None = None
         self._ended = False
+        self._failure: str | None = None
+        self._stuck: set[int] = set()
+        self._respawn_pending = False
         self._index = 0
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="grab-watch", daemon=True)
         self._opened: FrameSource | None = None
+
+    @property
+    def failure(self) -> str | None:
+        """Why a file or folder stopped early (a corrupt image, a file replaced), once ``ended``."""
+        return self._failure
 
     @property
     def ended(self) -> bool:
@@ -124,8 +135,10 @@ class Grabber:
             self._generation += 1
             self._state.notify_all()
 
-    def _spawn_reader(self, generation: int) -> None:
-        reader = threading.Thread(target=self._read_loop, args=(generation,), name=f"grab-{generation}", daemon=True)
+    def _spawn_reader(self, generation: int, after_backoff: bool = False) -> None:
+        reader = threading.Thread(
+            target=self._read_loop, args=(generation, after_backoff), name=f"grab-{generation}", daemon=True
+        )
         reader.start()
 
     def _current(self, generation: int) -> bool:
@@ -137,17 +150,30 @@ class Grabber:
         try:
             return call()
         finally:
+            respawn = None
             with self._state:
                 if self._call is not None and self._call.generation == generation:
                     self._call = None
+                if generation in self._stuck:
+                    self._stuck.discard(generation)
+                    if self._respawn_pending and not self._stop.is_set():
+                        respawn = self._generation
+                    self._respawn_pending = False
+            if respawn is not None:
+                self._spawn_reader(respawn, after_backoff=True)
 
-    def _read_loop(self, generation: int) -> None:
+    def _read_loop(self, generation: int, after_backoff: bool = False) -> None:
+        if after_backoff:
+            self._stop.wait(self._backoff.next())
         while self._current(generation):
             try:
                 source = self._opened or self._timed(generation, "open", self._open_source)
                 self._opened = None
             except AgentError as exc:
                 self._retry_after(f"cannot open the source ({exc.message})")
+                continue
+            except Exception as exc:  # noqa: BLE001 - OSError and cv2.error from a driver or folder
+                self._retry_after(f"cannot open the source ({type(exc).__name__}: {exc})")
                 continue
             if not self._current(generation):
                 source.close()
@@ -158,6 +184,8 @@ class Grabber:
                 return
             if image is None and not source.live:
                 with self._state:
+                    # A file does not come back by reconnecting: a failed read ends it, with the reason.
+                    self._failure = problem
                     self._ended = True
                     self._state.notify_all()
                 return
@@ -166,13 +194,18 @@ class Grabber:
 
     def _read_frames(self, generation: int, source: FrameSource) -> tuple[np.ndarray | None, str | None]:
         image: np.ndarray | None = None
+        # Only live sources get a deadline: a file's read includes its real-time pacing, and
+        # reopening a slow file would replay it from the start.
+        read = (lambda: self._timed(generation, "read", source.read)) if source.live else source.read
         try:
             while self._current(generation):
                 started = time.monotonic()
-                image = self._timed(generation, "read", source.read)
+                image = read()
                 if image is None:
                     return None, None
                 captured = time.monotonic()
+                if not self._current(generation):
+                    return image, None
                 self._backoff.reset()
                 if not self._deliver(generation, image, captured, captured - started):
                     return image, None
@@ -189,6 +222,9 @@ class Grabber:
 
     def _deliver(self, generation: int, image: np.ndarray, captured: float, grab_s: float) -> bool:
         with self._state:
+            if not self._current(generation):
+                # An abandoned capture's late frame is stale by definition.
+                return False
             if self._drop == "latest":
                 if self._frames:
                     self._frames.clear()
@@ -214,7 +250,17 @@ class Grabber:
                     continue
                 self._generation += 1
                 self._call = None
+                self._stuck.add(call.generation)
                 generation = self._generation
+                spawn = len(self._stuck) <= MAX_STUCK
+                self._respawn_pending = not spawn
             self._count("source_reconnects")
-            self._log(f"the source did not answer a {call.what} within {limit:g} s; abandoning it and reconnecting")
-            self._spawn_reader(generation)
+            if spawn:
+                self._log(f"the source did not answer a {call.what} within {limit:g} s; abandoning it and reconnecting")
+                self._spawn_reader(generation, after_backoff=True)
+            else:
+                self._log(
+                    f"the source did not answer a {call.what} within {limit:g} s and {len(self._stuck)} captures are "
+                    "stuck in the driver; the next is tried when one returns (systemd's watchdog restarts the service "
+                    "if none does)"
+                )

@@ -16,6 +16,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
+from .errors import AgentError
 from .grabber import Frame, Grabber
 
 DEPTH = 2
@@ -109,7 +110,9 @@ class Pipeline:
             frame = self._grabber.get(POLL_S)
             if frame is None:
                 if self._grabber.ended:
-                    self._put(self._prepared, _END)
+                    failure = self._grabber.failure
+                    # A file that failed part-way is an error (exit 1, restarted), not an end.
+                    self._put(self._prepared, _Failed(AgentError("source", failure)) if failure else _END)
                     return
                 continue
             started = time.perf_counter()

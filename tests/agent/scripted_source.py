@@ -7,9 +7,12 @@ import threading
 
 import numpy as np
 
+from edgekit.agent.errors import AgentError
+
 
 class Scripted:
-    """A source that plays ``frames`` values; None loses the source, "block" hangs the read."""
+    """A source that plays ``frames`` values; running out loses the source, "block" hangs the
+    read, "fail" raises, ("late", v) returns v once ``release`` is set."""
 
     def __init__(self, frames, live=True, fps=None):
         self._frames = collections.deque(frames)
@@ -26,6 +29,12 @@ class Scripted:
         if item == "block":
             self.release.wait()
             return None
+        if item == "fail":
+            raise AgentError("source", "the image is corrupt")
+        if isinstance(item, tuple):
+            # ("late", value): the read returns value, but only after ``release``.
+            self.release.wait()
+            item = item[1]
         return np.full((2, 2, 3), item, dtype=np.uint8)
 
     def close(self):

@@ -12,7 +12,7 @@ import pytest
 from scripted_source import Opener, Recorder, Scripted
 
 from edgekit.agent.errors import AgentError
-from edgekit.agent.grabber import Backoff, Grabber
+from edgekit.agent.grabber import MAX_STUCK, Backoff, Grabber
 
 
 def drain(grabber, count, timeout=5.0):
@@ -128,3 +128,61 @@ def test_backoff_doubles_up_to_its_cap_and_resets():
 def test_an_unknown_drop_policy_is_refused():
     with pytest.raises(ValueError, match="drop must be one of"):
         Grabber(Opener(), "oldest", 1.0, print, print)
+
+
+def test_a_slow_file_is_never_abandoned_or_replayed():
+    recorder = Recorder()
+    source = Scripted([0, ("late", 1), 2], live=False)
+    grabber = Grabber(Opener(), "every", 0.2, recorder.log, recorder.count)
+    grabber.start(source)
+    time.sleep(0.6)
+    source.release.set()
+    assert drain(grabber, 3) == [0, 1, 2]
+    assert recorder.counts["source_reconnects"] == 0
+    grabber.close()
+
+
+def test_a_file_that_fails_part_way_ends_with_its_reason():
+    recorder = Recorder()
+    grabber = Grabber(Opener(), "every", 1.0, recorder.log, recorder.count)
+    grabber.start(Scripted([0, 1, "fail", 3], live=False))
+    assert drain(grabber, 2) == [0, 1]
+    deadline = time.monotonic() + 2
+    while not grabber.ended and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert grabber.ended and grabber.failure == "the source failed (the image is corrupt)"
+    grabber.close()
+
+
+def test_an_abandoned_captures_late_frame_is_not_handed_over():
+    recorder = Recorder()
+    hung, fresh = Scripted([("late", 99)]), Scripted([1, "block"])
+    grabber = Grabber(Opener(fresh), "latest", 0.2, recorder.log, recorder.count, fast_backoff())
+    grabber.start(hung)
+    assert drain(grabber, 1) == [1]
+    hung.release.set()
+    assert hung.closed.wait(2.0)
+    assert grabber.get(0.2) is None
+    fresh.release.set()
+    grabber.close()
+
+
+def test_captures_stuck_in_the_driver_are_capped():
+    recorder = Recorder()
+    stuck = [Scripted(["block"]) for _ in range(6)]
+    opener = Opener(*stuck[1:])
+    grabber = Grabber(opener, "latest", 0.1, recorder.log, recorder.count, fast_backoff())
+    grabber.start(stuck[0])
+    time.sleep(1.5)
+    # The first capture and MAX_STUCK more are abandoned; then nothing new is tried.
+    assert opener.opened == MAX_STUCK
+    assert any("captures are stuck in the driver" in line for line in recorder.lines)
+    stuck[0].release.set()
+    deadline = time.monotonic() + 2
+    while opener.opened == MAX_STUCK and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # One returned, so one more is tried.
+    assert opener.opened == MAX_STUCK + 1
+    for source in stuck:
+        source.release.set()
+    grabber.close()

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scripted_source import Opener, Recorder, Scripted
 
+from edgekit.agent.errors import AgentError
 from edgekit.agent.grabber import Grabber
 from edgekit.agent.pipeline import Pipeline, SourceEnded
 
@@ -106,3 +107,10 @@ def test_close_returns_promptly_while_frames_are_still_coming():
     started = time.monotonic()
     pipeline.close()
     assert time.monotonic() - started < 2.0
+
+
+def test_a_file_that_fails_part_way_is_an_error_not_an_end():
+    pipeline = started_pipeline([0, "fail"], prepare=lambda image: image, infer=lambda tensor: [tensor])
+    with pytest.raises(AgentError, match="the image is corrupt"):
+        collect(pipeline)
+    pipeline.close()
