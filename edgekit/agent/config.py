@@ -8,6 +8,7 @@ The release file (<release_dir>/release.json) ships with each model, so switchin
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Any, Callable, NamedTuple, Sequence, TypeVar
 
@@ -21,6 +22,7 @@ DROP_POLICIES = ("latest", "every")
 RTSP_DECODES = ("hardware", "software")
 RTSP_CODECS = ("h264", "h265")
 RELEASE_FILE = "release.json"
+MAX_PORT = 65535
 _REQUIRED = object()
 T = TypeVar("T")
 
@@ -162,21 +164,25 @@ class _Reader:
         value: bool = self.value(key, bool, "true or false", default)
         return value
 
-    def integer(self, key: str, minimum: int) -> int:
+    def integer(self, key: str, minimum: int, maximum: int | None = None) -> int:
         value: int = self.value(key, int, "an integer")
-        if value < minimum:
-            raise self.fail(key, f"must be at least {minimum}, not {value}")
+        if value < minimum or (maximum is not None and value > maximum):
+            bounds = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+            raise self.fail(key, f"must be {bounds}, not {value}")
         return value
 
     def number(self, key: str, minimum: float, default: float, maximum: float | None = None) -> float:
         value = self.value(key, (int, float), "a number", default)
+        # json.load accepts NaN and Infinity, which pass every comparison below.
+        if not math.isfinite(value):
+            raise self.fail(key, f"must be a finite number, not {value}")
         if value < minimum or (maximum is not None and value > maximum):
             bounds = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum}"
             raise self.fail(key, f"must be {bounds}, not {value}")
         return float(value)
 
-    def integer_or(self, key: str, minimum: int, default: int) -> int:
-        return default if key not in self.data else self.integer(key, minimum)
+    def integer_or(self, key: str, minimum: int, default: int, maximum: int | None = None) -> int:
+        return default if key not in self.data else self.integer(key, minimum, maximum)
 
     def text_or(self, key: str, default: str) -> str:
         return default if key not in self.data else self.text(key)
@@ -284,16 +290,17 @@ def _mqtt(section: _Reader) -> MqttSinkConfig:
     defaults = MqttSinkConfig(host="")
     return MqttSinkConfig(
         host=section.text("host"),
-        port=section.integer_or("port", 1, defaults.port),
+        port=section.integer_or("port", 1, defaults.port, MAX_PORT),
         topic=section.text_or("topic", defaults.topic),
         client_id=section.text_or("client_id", defaults.client_id),
-        keepalive_s=section.integer_or("keepalive_s", 0, defaults.keepalive_s),
+        # MQTT carries the keepalive in two bytes.
+        keepalive_s=section.integer_or("keepalive_s", 0, defaults.keepalive_s, 65535),
         queue=section.integer_or("queue", 1, defaults.queue),
     )
 
 
 def _metrics(section: _Reader) -> MetricsConfig:
-    return MetricsConfig(port=section.integer_or("port", 1, MetricsConfig().port))
+    return MetricsConfig(port=section.integer_or("port", 1, MetricsConfig().port, MAX_PORT))
 
 
 def _samples(section: _Reader) -> SamplesConfig:

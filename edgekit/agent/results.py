@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
+
+from .errors import AgentError
 
 
 class ResultWriter:
@@ -15,16 +17,31 @@ class ResultWriter:
     tailing ``path`` always sees the newest results and the disk use stays bounded.
     """
 
-    def __init__(self, path: str, max_bytes: int, backups: int, stream: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        max_bytes: int,
+        backups: int,
+        stream: TextIO | None = None,
+        log: Callable[[str], None] = lambda line: None,
+    ) -> None:
         self.path = path
         self.max_bytes = int(max_bytes)
         self.backups = int(backups)
         # Looked up at construction, not definition, so a replaced sys.stdout is honoured.
         self._stream = sys.stdout if stream is None else stream
-        parent = os.path.dirname(os.path.abspath(path))
-        os.makedirs(parent, exist_ok=True)
-        # Kept open for the life of the service; close() releases it.
-        self._file = open(path, "ab")  # noqa: SIM115
+        self._log = log
+        self._failing = False
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            # Kept open for the life of the service; close() releases it.
+            self._file = open(path, "ab")  # noqa: SIM115
+        except OSError as exc:
+            raise AgentError(
+                "config",
+                f"Cannot write the results file {path} ({exc.strerror}); the service may write only under "
+                "/var/lib/edgekit (its StateDirectory): set results.path in /etc/edgekit/camera.json there.",
+            ) from None
         self._size = self._file.tell()
 
     def write(self, record: dict[str, Any]) -> str:
@@ -34,10 +51,22 @@ class ResultWriter:
         # journald only sees what is flushed; a buffered stdout would hold results for seconds.
         self._stream.flush()
         data = line.encode("utf-8")
-        if self._size > 0 and self._size + len(data) > self.max_bytes:
-            self._rotate()
-        self._file.write(data)
-        self._file.flush()
+        try:
+            if self._size > 0 and self._size + len(data) > self.max_bytes:
+                self._rotate()
+            self._file.write(data)
+            self._file.flush()
+        except OSError as exc:
+            # A full disk must not stop the camera: the journal and the sinks still get the
+            # results. Said once, and again when writing works again.
+            if not self._failing:
+                self._log(f"cannot write {self.path} ({exc.strerror}); results go only to the journal and sinks")
+            self._failing = True
+            self._reopen_after_failed_rotation()
+            return line[:-1]
+        if self._failing:
+            self._log(f"writing {self.path} again")
+        self._failing = False
         self._size += len(data)
         return line[:-1]
 
@@ -52,5 +81,16 @@ class ResultWriter:
         self._file = open(self.path, "wb")  # noqa: SIM115
         self._size = 0
 
+    def _reopen_after_failed_rotation(self) -> None:
+        if self._file.closed:
+            try:
+                self._file = open(self.path, "ab")  # noqa: SIM115
+                self._size = self._file.tell()
+            except OSError:
+                pass  # Tried again on the next failed write.
+
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError:
+            pass  # What could not be flushed was already reported by write().

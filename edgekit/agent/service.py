@@ -164,7 +164,7 @@ def _start(config_path: str, engines_dir: str, stack: contextlib.ExitStack) -> S
     pipeline = Pipeline(grabber, lambda image: preprocess(image, release.preprocess), _inference(backend, release))
     pipeline.start()
     stack.callback(pipeline.close)
-    writer = ResultWriter(site.results.path, site.results.max_bytes, site.results.backups)
+    writer = ResultWriter(site.results.path, site.results.max_bytes, site.results.backups, log=_log)
     stack.callback(writer.close)
     sinks = open_sinks(site, _log)
     for sink in sinks:

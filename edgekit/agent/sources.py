@@ -217,7 +217,12 @@ def open_source(source: SourceConfig, camera: CameraConfig) -> FrameSource:
 
 def open_file(path: str, source: SourceConfig) -> FrameSource:
     if os.path.isdir(path):
-        return ImageFolderSource(path, source.loop)
+        try:
+            return ImageFolderSource(path, source.loop)
+        except OSError as exc:
+            raise AgentError(
+                "source", f"Cannot read the folder {path} ({exc.strerror}); let the edgekit user read it."
+            ) from None
     if not os.path.isfile(path):
         raise AgentError("source", f"The source file {path} does not exist.")
     return VideoFileSource(path, source.loop, source.realtime)

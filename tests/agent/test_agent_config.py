@@ -143,7 +143,7 @@ def test_every_section_can_be_set_or_switched_off(make_site_config, make_video):
         (lambda d: d.update(camera={"rtsp_decode": "gpu"}), "'camera.rtsp_decode' must be one of hardware"),
         (lambda d: d.update(http={"url": "ftp://x"}), "'http.url' must be an http:// or https:// URL"),
         (lambda d: d.update(mqtt={"port": 1883}), "'mqtt.host' is missing"),
-        (lambda d: d.update(metrics={"port": 0}), "'metrics.port' must be at least 1"),
+        (lambda d: d.update(metrics={"port": 0}), "'metrics.port' must be between 1 and 65535"),
         (lambda d: d.update(samples={"keep": 0}), "'samples.keep' must be at least 1"),
     ],
 )
@@ -169,3 +169,17 @@ def test_a_detection_release_reads_its_head_and_thresholds(release_dir):
     assert release.detect.max_det == 5
     edit_json(release_dir / "release.json", lambda d: d["detect"].update(iou=1.5))
     assert "'detect.iou' must be between 0.0 and 1.0" in config_error(load_release, str(release_dir))
+
+
+@pytest.mark.parametrize(
+    ("edit", "key"),
+    [
+        (lambda d: d.update(metrics={"port": 70000}), "'metrics.port' must be between 1 and 65535"),
+        (lambda d: d.update(mqtt={"host": "b", "port": 70000}), "'mqtt.port' must be between 1 and 65535"),
+        (lambda d: d["source"].update(read_timeout_s=float("nan")), "'source.read_timeout_s' must be a finite"),
+        (lambda d: d["source"].update(read_timeout_s=float("inf")), "'source.read_timeout_s' must be a finite"),
+    ],
+)
+def test_ports_and_numbers_are_bounded(make_site_config, make_video, edit, key):
+    path = edit_json(make_site_config(make_video()), edit)
+    assert key in config_error(load_site_config, str(path))

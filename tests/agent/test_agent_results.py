@@ -3,6 +3,9 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
+
+from edgekit.agent.errors import AgentError
 from edgekit.agent.results import ResultWriter
 
 
@@ -41,3 +44,21 @@ def test_an_existing_file_is_appended_to_and_counted(tmp_path):
     writer.close()
     assert path.read_text() == '{"frame":0}\n'
     assert not path.with_name("results.jsonl.1").exists()
+
+
+def test_a_results_path_the_service_may_not_write_is_a_config_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(AgentError) as caught:
+        ResultWriter(str(blocker / "results.jsonl"), 1000, 1, stream=io.StringIO())
+    assert caught.value.kind == "config" and "set results.path" in caught.value.message
+
+
+def test_a_full_disk_keeps_results_on_stdout_and_says_so_once():
+    stream, lines = io.StringIO(), []
+    writer = ResultWriter("/dev/full", 1 << 20, 0, stream=stream, log=lines.append)
+    for frame in range(3):
+        writer.write({"frame": frame})
+    writer.close()
+    assert [json.loads(line)["frame"] for line in stream.getvalue().splitlines()] == [0, 1, 2]
+    assert len(lines) == 1 and "cannot write /dev/full (No space left on device)" in lines[0]

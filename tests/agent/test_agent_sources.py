@@ -442,3 +442,31 @@ def test_closing_from_another_thread_during_a_blocked_read_is_safe(rtsp_server):
     assert not reader.is_alive()
     assert source.read() is None
     server.resume()
+
+
+def test_a_folder_the_service_may_not_read_is_a_source_error():
+    folder = tempfile.mkdtemp(prefix="ek-folder-", dir="/tmp")
+    try:
+        locked = os.path.join(folder, "locked")
+        os.mkdir(locked, 0o700 if os.geteuid() == 0 else 0)
+        os.chmod(folder, 0o755)
+        # root reads anything, so as root the check runs in a child that has become nobody.
+        code = (
+            "import os, sys\n"
+            "from edgekit.agent.config import CameraConfig, SourceConfig\n"
+            "from edgekit.agent.errors import AgentError\n"
+            "from edgekit.agent.sources import open_source\n"
+            "if os.geteuid() == 0:\n"
+            "    os.setgid(65534); os.setuid(65534)\n"
+            "try:\n"
+            "    open_source(SourceConfig(uri='file://' + sys.argv[1]), CameraConfig())\n"
+            "except AgentError as exc:\n"
+            "    print(exc.kind, exc.message)\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code, locked], capture_output=True, text=True, timeout=60, cwd=REPO_ROOT, check=True
+        )
+    finally:
+        os.chmod(os.path.join(folder, "locked"), 0o755)
+        shutil.rmtree(folder)
+    assert done.stdout.startswith(f"source Cannot read the folder {locked} (Permission denied)")
