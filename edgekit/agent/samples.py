@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from .config import SamplesConfig
+from .errors import AgentError
 from .files import write_atomically
 
 SUFFIX = ".jpg"
@@ -32,8 +33,15 @@ class SampleRing:
         self._last: float | None = None
         self._failing = False
         self._count = 0
-        os.makedirs(config.dir, exist_ok=True)
-        self._files = sorted(n for n in os.listdir(config.dir) if n.endswith(SUFFIX))
+        try:
+            os.makedirs(config.dir, exist_ok=True)
+            self._files = sorted(n for n in os.listdir(config.dir) if n.endswith(SUFFIX))
+        except OSError as exc:
+            raise AgentError(
+                "config",
+                f"Cannot keep sample frames in {config.dir} ({exc.strerror}); the service may write only under "
+                "/var/lib/edgekit (its StateDirectory): set samples.dir in /etc/edgekit/camera.json there.",
+            ) from None
 
     def offer(self, image: np.ndarray) -> str | None:
         """Keep ``image`` if a sample is due; the path written, or None."""

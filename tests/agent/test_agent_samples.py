@@ -6,8 +6,10 @@ import os
 
 import cv2
 import numpy as np
+import pytest
 
 from edgekit.agent.config import SamplesConfig
+from edgekit.agent.errors import AgentError
 from edgekit.agent.samples import SampleRing
 
 
@@ -74,3 +76,11 @@ def test_samples_of_the_same_millisecond_are_kept_apart(tmp_path):
     paths = [ring.offer(frame(value)) for value in (1, 2, 3, 4)]
     assert len(set(paths)) == 4
     assert sorted(os.listdir(tmp_path)) == [os.path.basename(p) for p in paths[1:]]
+
+
+def test_a_sample_folder_the_service_may_not_create_is_a_config_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(AgentError) as caught:
+        SampleRing(SamplesConfig(dir=str(blocker / "samples")), print)
+    assert caught.value.kind == "config" and "set samples.dir" in caught.value.message
