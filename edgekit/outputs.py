@@ -1,10 +1,12 @@
-"""Where the camera service sends its results besides the journal and the results file."""
+"""Where the camera service sends its results besides the journal and the results file, and
+where it serves its metrics."""
 
 from __future__ import annotations
 
 from typing import Any
 from urllib.parse import urlsplit
 
+from edgekit.agent.config import MAX_PORT
 from edgekit.errors import UsageError
 
 MQTT_PORT = 1883
@@ -36,9 +38,15 @@ def mqtt_sink(url: str) -> dict[str, Any]:
     return {"host": parts.hostname, "port": port, "topic": topic}
 
 
-def outputs(http: str | None, mqtt: str | None) -> dict[str, Any]:
-    """The camera.json sections for the sinks asked for; absent ones are switched off."""
-    return {
+def outputs(http: str | None, mqtt: str | None, metrics_port: int | None = None) -> dict[str, Any]:
+    """The camera.json sections for the sinks asked for (absent ones are switched off), and
+    the metrics port when it is not the default."""
+    sections: dict[str, Any] = {
         "http": http_sink(http) if http else None,
         "mqtt": mqtt_sink(mqtt) if mqtt else None,
     }
+    if metrics_port is not None:
+        if not 1 <= metrics_port <= MAX_PORT:
+            raise UsageError(f"--metrics-port {metrics_port} is not a TCP port; use 1 to {MAX_PORT}.")
+        sections["metrics"] = {"port": metrics_port}
+    return sections

@@ -153,3 +153,9 @@ def rtsp_camera(system_python: str, tmp_path_factory: pytest.TempPathFactory) ->
 def closed_port() -> int:
     """A loopback port nothing listens on."""
     return free_port()
+
+
+@pytest.fixture(scope="session")
+def free_ports() -> Callable[[], int]:
+    """Free loopback ports, for fixtures of any scope."""
+    return free_port

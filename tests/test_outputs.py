@@ -29,6 +29,13 @@ def test_sinks_become_camera_json_sections_the_agent_reads(tmp_path):
     assert site.camera.rtsp_decode == settings.camera.rtsp_decode
 
 
+def test_a_metrics_port_is_passed_on_and_checked():
+    assert outputs(None, None, 9999)["metrics"] == {"port": 9999}
+    assert "metrics" not in outputs(None, None)
+    with pytest.raises(UsageError, match="--metrics-port 70000 is not a TCP port"):
+        outputs(None, None, 70000)
+
+
 def test_no_sinks_switch_both_off():
     assert outputs(None, None) == {"http": None, "mqtt": None}
     assert outputs(None, "mqtt://b/t")["mqtt"]["port"] == 1883

@@ -14,7 +14,7 @@ from test_cli import assert_clean_error, edgekit, free_port
 
 from edgekit.agent.metrics import STAGES, Metrics, MetricsServer
 from edgekit.cli.status import _table
-from edgekit.device.status import FETCH_SCRIPT, DeviceStatus, fetch_argv, metrics_answer
+from edgekit.device.status import FETCH_SCRIPT, DeviceStatus, fetch_argv, metrics_answer, not_ours
 from edgekit.ssh.connection import RunResult
 
 
@@ -151,3 +151,11 @@ def test_table_shows_state_rates_and_latency(capsys: pytest.CaptureFixture[str],
     shown = " ".join(capsys.readouterr().out.split())
     for words in ("active (running)", "1234", "[b]warm[/b]", "infer p50 / p99 │ 12.5 ms / 12.5 ms", "release │ abc123"):
         assert words in shown
+
+
+def test_metrics_of_another_process_on_the_port_are_not_shown_as_the_services() -> None:
+    assert not_ours({"info": {"pid": "41"}}, 9464, 41) is None
+    assert "port 9464 answers for process 7, not for edgekit-camera.service (41)" in str(
+        not_ours({"info": {"pid": "7"}}, 9464, 41)
+    )
+    assert "process unknown" in str(not_ours({"info": {}}, 9464, 41))

@@ -137,11 +137,17 @@ def _start(config_path: str, engines_dir: str, stack: contextlib.ExitStack) -> S
         backend = load_backend(release, engines_dir, _load_log)
     stack.callback(backend.close)
     metrics = Metrics()
-    metrics.set_info(release=release.release, task=release.task, backend=release.backend)
+    # The pid lets `edgekit status` tell this service's metrics from another process's.
+    metrics.set_info(release=release.release, task=release.task, backend=release.backend, pid=str(os.getpid()))
     if site.metrics is not None:
         server = MetricsServer(metrics, site.metrics.port)
-        server.start()
-        stack.callback(server.close)
+        try:
+            server.start()
+        except AgentError as exc:
+            # Metrics are for people; a port clash must not take the camera down with it.
+            _log(f"metrics not served: {exc.message}")
+        else:
+            stack.callback(server.close)
     # Opened here, not in the grabber, so a wrong URI or a missing file fails the start
     # with its own message instead of being retried in the background; a camera that is
     # merely away is waited for.

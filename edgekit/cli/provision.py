@@ -67,6 +67,9 @@ def provision_command(
     mqtt_sink: Annotated[
         str | None, typer.Option(help="Also publish each result to mqtt://host[:port]/topic (QoS 0).")
     ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve the metrics on this loopback port (default 9464).")
+    ] = None,
     check: Annotated[
         bool, typer.Option("--check", help="Detect the device and run preflight only; change nothing.")
     ] = False,
@@ -88,7 +91,7 @@ def provision_command(
         profile=profile,
         config=load_user_config(config),
         flags={"build": {"precision": precision, "workspace_mib": workspace_mib, "dla_core": dla_core}},
-        outputs=outputs(http_sink, mqtt_sink),
+        outputs=outputs(http_sink, mqtt_sink, metrics_port),
     )
     with err_console.status("checking the model") as status:
         inspect_model(model)

@@ -107,6 +107,9 @@ def device_status(conn: Connection) -> DeviceStatus:
         )
         if missing and active != "active":
             missing += f", while {UNIT_NAME} is {active}/{sub}"
+        foreign = not_ours(metrics, port, main_pid) if metrics is not None else None
+        if foreign:
+            metrics, missing = None, foreign
     else:
         missing = f"{UNIT_NAME} is not running ({active}/{sub}); see `journalctl -u {UNIT_NAME}` on the device"
     return DeviceStatus(
@@ -119,6 +122,18 @@ def device_status(conn: Connection) -> DeviceStatus:
         metrics_port=port,
         metrics=metrics,
         metrics_missing=missing,
+    )
+
+
+def not_ours(metrics: dict[str, Any], port: int | None, main_pid: int) -> str | None:
+    """Why these metrics are not the service's: another process (a second service on a host
+    sharing its network, as twins do) may hold the port; None when they are its own."""
+    served_by = _integer(str(metrics.get("info", {}).get("pid", "")))
+    if served_by == main_pid:
+        return None
+    return (
+        f"port {port} answers for process {served_by or 'unknown'}, not for {UNIT_NAME} ({main_pid}); "
+        "give the service its own metrics.port in /etc/edgekit/camera.json"
     )
 
 

@@ -23,9 +23,15 @@ RESULTS = "/var/lib/edgekit/results/results.jsonl"
 
 
 @pytest.fixture(scope="module")
-def provisioned(camera_twin: TwinInfo, rtsp_camera: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def provisioned(
+    camera_twin: TwinInfo, rtsp_camera: Any, tmp_path_factory: pytest.TempPathFactory, free_ports: Callable[[], int]
+) -> dict[str, Any]:
     home = tmp_path_factory.mktemp("camera-home")
-    args = provision_args(camera_twin, home / "known_hosts", "--accept-new-host-key", "--json")
+    # Twins share this machine's network, so each service gets a port of its own.
+    metrics_port = str(free_ports())
+    args = provision_args(
+        camera_twin, home / "known_hosts", "--accept-new-host-key", "--json", "--metrics-port", metrics_port
+    )
     args[args.index("--source") + 1] = rtsp_camera.url
     done = edgekit(*args, home=home)
     assert done.returncode == 0, done.stderr
