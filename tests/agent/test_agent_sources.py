@@ -289,6 +289,27 @@ def test_a_by_id_link_is_resolved_each_time_the_camera_is_opened(tmp_path):
         assert f"could not open the camera {tmp_path / target}" in message
 
 
+def open_as_service_user(uri: str) -> str:
+    """``open_source(uri)``'s error as "kind message"; root may open anything, so as root it runs
+    in a child that has become nobody."""
+    code = (
+        "import os, sys\n"
+        "from edgekit.agent.config import CameraConfig, SourceConfig\n"
+        "from edgekit.agent.errors import AgentError\n"
+        "from edgekit.agent.sources import open_source\n"
+        "if os.geteuid() == 0:\n"
+        "    os.setgid(65534); os.setuid(65534)\n"
+        "try:\n"
+        "    open_source(SourceConfig(uri=sys.argv[1]), CameraConfig())\n"
+        "except AgentError as exc:\n"
+        "    print(exc.kind, exc.message)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, uri], capture_output=True, text=True, timeout=60, cwd=REPO_ROOT, check=True
+    )
+    return done.stdout
+
+
 def test_a_camera_the_service_user_may_not_open_names_the_video_group():
     folder = tempfile.mkdtemp(prefix="ek-video-", dir="/tmp")
     try:
@@ -297,27 +318,12 @@ def test_a_camera_the_service_user_may_not_open_names_the_video_group():
         with open(node, "wb"):
             pass
         os.chmod(node, 0o600 if os.geteuid() == 0 else 0)
-        # root may open anything, so as root the check runs in a child that has become nobody.
-        code = (
-            "import os, sys\n"
-            "from edgekit.agent.config import CameraConfig, SourceConfig\n"
-            "from edgekit.agent.errors import AgentError\n"
-            "from edgekit.agent.sources import open_source\n"
-            "if os.geteuid() == 0:\n"
-            "    os.setgid(65534); os.setuid(65534)\n"
-            "try:\n"
-            "    open_source(SourceConfig(uri='v4l2://' + sys.argv[1]), CameraConfig())\n"
-            "except AgentError as exc:\n"
-            "    print(exc.kind, exc.message)\n"
-        )
-        done = subprocess.run(
-            [sys.executable, "-c", code, node], capture_output=True, text=True, timeout=60, cwd=REPO_ROOT, check=True
-        )
+        output = open_as_service_user("v4l2://" + node)
     finally:
         shutil.rmtree(folder)
-    assert done.stdout.startswith("source ")
-    assert f"may not open {node}; add it to the video group" in done.stdout
-    assert "sudo usermod -aG video" in done.stdout
+    assert output.startswith("source ")
+    assert f"may not open {node}; add it to the video group" in output
+    assert "sudo usermod -aG video" in output
 
 
 @pytest.mark.skipif(has_gstreamer(), reason="this cv2 has GStreamer")
@@ -450,23 +456,8 @@ def test_a_folder_the_service_may_not_read_is_a_source_error():
         locked = os.path.join(folder, "locked")
         os.mkdir(locked, 0o700 if os.geteuid() == 0 else 0)
         os.chmod(folder, 0o755)
-        # root reads anything, so as root the check runs in a child that has become nobody.
-        code = (
-            "import os, sys\n"
-            "from edgekit.agent.config import CameraConfig, SourceConfig\n"
-            "from edgekit.agent.errors import AgentError\n"
-            "from edgekit.agent.sources import open_source\n"
-            "if os.geteuid() == 0:\n"
-            "    os.setgid(65534); os.setuid(65534)\n"
-            "try:\n"
-            "    open_source(SourceConfig(uri='file://' + sys.argv[1]), CameraConfig())\n"
-            "except AgentError as exc:\n"
-            "    print(exc.kind, exc.message)\n"
-        )
-        done = subprocess.run(
-            [sys.executable, "-c", code, locked], capture_output=True, text=True, timeout=60, cwd=REPO_ROOT, check=True
-        )
+        output = open_as_service_user("file://" + locked)
     finally:
         os.chmod(os.path.join(folder, "locked"), 0o755)
         shutil.rmtree(folder)
-    assert done.stdout.startswith(f"source Cannot read the folder {locked} (Permission denied)")
+    assert output.startswith(f"source Cannot read the folder {locked} (Permission denied)")
