@@ -172,7 +172,7 @@ def _start(config_path: str, engines_dir: str, stack: contextlib.ExitStack) -> S
     stack.callback(pipeline.close)
     writer = ResultWriter(site.results.path, site.results.max_bytes, site.results.backups, log=_log)
     stack.callback(writer.close)
-    sinks = open_sinks(site, _log)
+    sinks = open_sinks(site, _log, metrics.add)
     for sink in sinks:
         stack.callback(sink.close)
     samples = SampleRing(site.samples, _log) if site.samples is not None else None
@@ -214,25 +214,15 @@ def _record(service: Service, inferred: Inferred) -> dict[str, Any]:
     return record
 
 
-def _publish(service: Service, record: dict[str, Any], reported: dict[str, int]) -> None:
+def _publish(service: Service, record: dict[str, Any]) -> None:
     line = service.writer.write(record)
-    totals = {"sink_dropped": 0, "sink_errors": 0}
     for sink in service.sinks:
         sink.publish(line)
-        stats = sink.stats()
-        totals["sink_dropped"] += stats["dropped"]
-        totals["sink_errors"] += stats["errors"]
-    # The sinks count in their own threads; the metrics take what is new since the last frame.
-    for counter, total in totals.items():
-        if total > reported.get(counter, 0):
-            service.metrics.add(counter, total - reported.get(counter, 0))
-            reported[counter] = total
 
 
 def _loop(service: Service, stop: StopRequest) -> None:
     heartbeat = Heartbeat(service.metrics)
     frames = 0
-    sink_counts: dict[str, int] = {}
     while stop.signum is None:
         try:
             inferred = service.pipeline.next(WAIT_S)
@@ -244,7 +234,7 @@ def _loop(service: Service, stop: StopRequest) -> None:
         record = _record(service, inferred)
         fps = service.metrics.frame_done()
         record["fps"] = fps
-        _publish(service, record, sink_counts)
+        _publish(service, record)
         if service.samples is not None:
             service.samples.offer(inferred.frame.image)
         frames += 1

@@ -28,6 +28,8 @@ from .errors import AgentError
 from .redact import mask_url
 
 Log = Callable[[str], None]
+# The service's metrics counter: ("sink_dropped" or "sink_errors", how many).
+Count = Callable[[str, int], None]
 
 BACKOFF_START_S = 0.5
 BACKOFF_MAX_S = 30.0
@@ -88,8 +90,9 @@ class _QueuedSink:
     # connection is not worth opening before there is something to post.
     eager = False
 
-    def __init__(self, size: int, where: str, log: Log) -> None:
+    def __init__(self, size: int, where: str, log: Log, count: Count | None) -> None:
         self._where = where
+        self._report = count
         self._log = log
         self._queue: queue.Queue[str | None] = queue.Queue(maxsize=size)
         self._lock = threading.Lock()
@@ -261,6 +264,8 @@ class _QueuedSink:
     def _count(self, key: str, amount: int = 1) -> None:
         with self._lock:
             self._counts[key] += amount
+        if self._report is not None and key != "sent":
+            self._report(f"sink_{key}", amount)
 
     # What a protocol provides.
 
@@ -300,7 +305,7 @@ class HttpSink(_QueuedSink):
 
     name = "http"
 
-    def __init__(self, config: HttpSinkConfig, log: Log) -> None:
+    def __init__(self, config: HttpSinkConfig, log: Log, count: Count | None = None) -> None:
         parts = urlsplit(config.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise AgentError("config", f"The http sink URL {mask_url(config.url)} is not an http(s):// URL.")
@@ -308,7 +313,7 @@ class HttpSink(_QueuedSink):
             port = parts.port
         except ValueError:
             raise AgentError("config", f"The http sink URL {mask_url(config.url)} has an invalid port.") from None
-        super().__init__(config.queue, mask_url(config.url), log)
+        super().__init__(config.queue, mask_url(config.url), log, count)
         self._timeout = config.timeout_s
         self._https = parts.scheme == "https"
         self._host = parts.hostname
@@ -436,13 +441,13 @@ class MqttSink(_QueuedSink):
     name = "mqtt"
     eager = True
 
-    def __init__(self, config: MqttSinkConfig, log: Log) -> None:
+    def __init__(self, config: MqttSinkConfig, log: Log, count: Count | None = None) -> None:
         if not config.topic or any(char in config.topic for char in "+#\0"):
             # The broker would drop the connection on every publish to such a topic.
             raise AgentError("config", f"The mqtt sink topic {config.topic!r} must be non-empty, without + # or NUL.")
         if not 0 <= config.keepalive_s <= 65535:
             raise AgentError("config", f"The mqtt sink keepalive_s {config.keepalive_s} must be 0..65535.")
-        super().__init__(config.queue, f"{config.host}:{config.port}", log)
+        super().__init__(config.queue, f"{config.host}:{config.port}", log, count)
         self._host = config.host
         self._port = config.port
         self._keepalive = float(config.keepalive_s)
@@ -578,14 +583,15 @@ class MqttSink(_QueuedSink):
         _shutdown(self._sock)
 
 
-def open_sinks(site: SiteConfig, log: Log) -> list[Sink]:
-    """The sinks the site config switches on, in the order http, mqtt."""
+def open_sinks(site: SiteConfig, log: Log, count: Count | None = None) -> list[Sink]:
+    """The sinks the site config switches on, in the order http, mqtt; ``count`` hears each
+    dropped record and each error as it happens."""
     sinks: list[Sink] = []
     try:
         if site.http is not None:
-            sinks.append(HttpSink(site.http, log))
+            sinks.append(HttpSink(site.http, log, count))
         if site.mqtt is not None:
-            sinks.append(MqttSink(site.mqtt, log))
+            sinks.append(MqttSink(site.mqtt, log, count))
     except BaseException:
         for sink in sinks:
             sink.close()

@@ -243,13 +243,11 @@ def open_csi(sensor: int, camera: CameraConfig) -> FrameSource:
             "source",
             f"csi://{sensor} needs OpenCV with GStreamer and this cv2 {cv2.__version__} has none; {NO_GSTREAMER_FIX}.",
         )
-    capture = cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)
-    if not capture.isOpened():
-        capture.release()
-        raise CameraUnavailable(
-            f"The CSI camera csi://{sensor} did not start; run `sudo systemctl restart nvargus-daemon`, check the "
-            "ribbon cable is seated (contacts facing the right way) and that the sensor number exists.",
-        )
+    capture = _opened(
+        cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER),
+        f"The CSI camera csi://{sensor} did not start; run `sudo systemctl restart nvargus-daemon`, check the "
+        "ribbon cable is seated (contacts facing the right way) and that the sensor number exists.",
+    )
     description = f"csi://{sensor} ({camera.width}x{camera.height}@{camera.fps})"
     # Argus delivers the rate it was asked for; GStreamer's capture often reports 0.
     return CaptureSource(capture, description, float(camera.fps))
@@ -291,13 +289,11 @@ def open_v4l2(path: str, camera: CameraConfig) -> FrameSource:
             f"The service user {user} may not open {device}; add it to the video group "
             f"(`sudo usermod -aG video {user}`) and restart the service.",
         )
-    capture = cv2.VideoCapture(device, cv2.CAP_V4L2)
-    if not capture.isOpened():
-        capture.release()
-        raise CameraUnavailable(
-            f"OpenCV could not open the camera {device}; check no other program holds it (`fuser {device}`) "
-            f"and that it is a capture node (`v4l2-ctl -d {device} --list-formats-ext`).",
-        )
+    capture = _opened(
+        cv2.VideoCapture(device, cv2.CAP_V4L2),
+        f"OpenCV could not open the camera {device}; check no other program holds it (`fuser {device}`) "
+        f"and that it is a capture node (`v4l2-ctl -d {device} --list-formats-ext`).",
+    )
     capture.set(cv2.CAP_PROP_FRAME_WIDTH, camera.width)
     capture.set(cv2.CAP_PROP_FRAME_HEIGHT, camera.height)
     capture.set(cv2.CAP_PROP_FPS, camera.fps)
@@ -327,13 +323,20 @@ def open_rtsp(source: SourceConfig, camera: CameraConfig) -> FrameSource:
     else:
         capture, stall_s = _open_ffmpeg(uri, source.read_timeout_s)
         how = "ffmpeg"
+    _opened(
+        capture,
+        f"Could not open the stream {masked}; check the camera's address, port, path and credentials, "
+        "and that this device can reach it.",
+    )
+    return CaptureSource(capture, f"{masked} ({how}, tcp)", _reported_fps(capture), stall_s)
+
+
+def _opened(capture: Any, unavailable: str) -> Any:
+    """``capture`` if OpenCV opened it; else it is released and the camera reported away."""
     if not capture.isOpened():
         capture.release()
-        raise CameraUnavailable(
-            f"Could not open the stream {masked}; check the camera's address, port, path and credentials, "
-            "and that this device can reach it.",
-        )
-    return CaptureSource(capture, f"{masked} ({how}, tcp)", _reported_fps(capture), stall_s)
+        raise CameraUnavailable(unavailable)
+    return capture
 
 
 def _open_ffmpeg(uri: str, timeout_s: float) -> tuple[Any, float | None]:

@@ -417,7 +417,8 @@ def test_http_error_answers_are_counted_and_logged_once(endpoint):
 
 def test_full_queue_drops_and_counts_instead_of_blocking(endpoint):
     endpoint.gate = threading.Event()
-    sink = HttpSink(HttpSinkConfig(url=endpoint.url, queue=2), print)
+    heard: list[tuple[str, int]] = []
+    sink = HttpSink(HttpSinkConfig(url=endpoint.url, queue=2), print, lambda name, n: heard.append((name, n)))
     try:
         sink.publish(record(0))
         # The worker holds record 0 in a request the server does not answer yet.
@@ -427,6 +428,8 @@ def test_full_queue_drops_and_counts_instead_of_blocking(endpoint):
             sink.publish(record(frame))
         assert time.monotonic() - started < 0.5
         assert sink.stats() == {"sent": 0, "dropped": 8, "errors": 0}
+        # The service's metrics hear each drop as it happens.
+        assert heard == [("sink_dropped", 1)] * 8
         endpoint.gate.set()
         assert wait_for(lambda: sink.stats()["sent"] == 3)
     finally:
