@@ -32,10 +32,9 @@ from typing import Any, NamedTuple
 import cv2
 import numpy as np
 import onnx
-import onnxruntime
 from onnx import TensorProto, helper, numpy_helper
 
-from edgekit.agent.backends.onnxruntime import OnnxRuntimeBackend
+from edgekit.agent.backends.onnxruntime import OnnxRuntimeBackend, load
 from edgekit.agent.config import BuildConfig, CameraConfig, Release, SourceConfig
 from edgekit.agent.errors import AgentError
 from edgekit.agent.grabber import Grabber
@@ -140,6 +139,16 @@ def partial_path(final: Path) -> Path:
     return final.with_name(f".{final.stem}.{os.getpid()}.partial{final.suffix}")
 
 
+def write_cached(path: Path, write: Callable[[Path], None]) -> None:
+    """Write ``path`` through ``write(partial)`` then a rename, so a cache never holds half a file."""
+    partial = partial_path(path)
+    try:
+        write(partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def progress(message: str) -> None:
     # stderr, so that --json leaves stdout holding only the JSON object.
     print(message, file=sys.stderr, flush=True)
@@ -234,9 +243,7 @@ def ensure_model(shape: ModelShape) -> tuple[Path, int]:
     else:
         progress(f"building the model {path.name}")
         model = build_model(shape)
-        partial = partial_path(path)
-        onnx.save(model, str(partial))
-        os.replace(partial, path)
+        write_cached(path, lambda partial: onnx.save(model, str(partial)))
     return path, count_params(model)
 
 
@@ -307,22 +314,13 @@ def ensure_video(shape: VideoShape) -> Video:
         if not h264.is_file():
             assert ffmpeg is not None
             progress(f"encoding the video {h264.name}")
-            _encode_into(h264, lambda partial: encode_h264(shape, partial, ffmpeg))
+            write_cached(h264, lambda partial: encode_h264(shape, partial, ffmpeg))
         return Video(h264, shape, "h264", "H.264 (libx264, yuv420p)")
     mp4v = folder / f"{shape.key('mp4v')}.mp4"
     if not mp4v.is_file():
         progress(f"ffmpeg not found; encoding {mp4v.name} with OpenCV's mp4v writer instead")
-        _encode_into(mp4v, lambda partial: encode_mp4v(shape, partial))
+        write_cached(mp4v, lambda partial: encode_mp4v(shape, partial))
     return Video(mp4v, shape, "mp4v", "MPEG-4 Part 2 (OpenCV mp4v: ffmpeg not found, so not the H.264 a camera sends)")
-
-
-def _encode_into(path: Path, encode: Callable[[Path], None]) -> None:
-    partial = partial_path(path)
-    try:
-        encode(partial)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -360,14 +358,8 @@ def make_release(model_path: Path, shape: ModelShape) -> Release:
 
 
 def load_backend(model_path: Path, infer_threads: int) -> OnnxRuntimeBackend:
-    """The agent's CPU backend around our own session, which is what lets us cap its threads."""
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = infer_threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    session = onnxruntime.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
-    return OnnxRuntimeBackend(session)
+    """The agent's CPU backend, with its inference threads capped."""
+    return load(str(model_path), threads=infer_threads)
 
 
 # ---------------------------------------------------------------------------------------------

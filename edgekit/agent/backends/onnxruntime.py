@@ -28,7 +28,8 @@ class OnnxRuntimeBackend:
         self._session = None
 
 
-def load(model_path: str) -> OnnxRuntimeBackend:
+def load(model_path: str, threads: int = 0) -> OnnxRuntimeBackend:
+    """``threads`` caps the intra-op threads (0: onnxruntime's choice, one per core)."""
     try:
         import onnxruntime
     except ImportError:
@@ -40,6 +41,7 @@ def load(model_path: str) -> OnnxRuntimeBackend:
         raise AgentError("model", f"The model file {model_path} does not exist.")
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
     try:
         session = onnxruntime.InferenceSession(model_path, sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001
