@@ -23,6 +23,7 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from edgekit.agent.backends.onnxruntime import session_options
 from edgekit.errors import ModelError
 
 
@@ -67,5 +68,8 @@ def quantize_qdq(model_path: Path, input_name: str, calibration: np.ndarray, out
 
 def reference_outputs(model_path: Path, input_name: str, inputs: np.ndarray) -> np.ndarray:
     """FP32 outputs of the original model, one sample at a time: what the gate compares with."""
-    session = onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    # The device's own session options, so the host's INT8 figures are the ones the device gets.
+    session = onnxruntime.InferenceSession(
+        str(model_path), sess_options=session_options(), providers=["CPUExecutionProvider"]
+    )
     return np.concatenate([session.run(None, {input_name: x[np.newaxis]})[0] for x in inputs]).astype(np.float32)

@@ -1102,7 +1102,10 @@ def _calibrate(
 def _ort_session(model: bytes) -> Any:
     import onnxruntime
 
-    return onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
+    options = onnxruntime.SessionOptions()
+    # TensorRT's INT8 is exact integer arithmetic; onnxruntime's fused x86 kernels may saturate.
+    options.add_session_config_entry("session.disable_quant_qdq", "1")
+    return onnxruntime.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
 
 
 class _ImplRuntime:
