@@ -78,7 +78,9 @@ def load(model_path: str, threads: int = 0) -> OnnxRuntimeBackend:
     if not os.path.isfile(model_path):
         raise AgentError("model", f"The model file {model_path} does not exist.")
     try:
-        session = onnxruntime.InferenceSession(model_path, sess_options=session_options(threads), providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(
+            model_path, sess_options=session_options(threads), providers=["CPUExecutionProvider"]
+        )
     except Exception as exc:  # noqa: BLE001
         # onnxruntime raises its own pybind exception types, which do not share a base class.
         raise AgentError("model", f"onnxruntime could not load the model {model_path}: {exc}") from None
