@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.agent.config import CALIBRATION_FILE
 from edgekit.agentpack import build_agent
 from edgekit.calibration import prepare
 from edgekit.errors import ModelError
@@ -25,7 +26,7 @@ from edgekit.quantize import quantize_qdq, reference_outputs
 PRECISIONS = ("int8", "fp16", "fp32")
 CACHE_DIR = Path(os.environ.get("EDGEKIT_CACHE", Path.home() / ".cache" / "edgekit")) / "bundles"
 # Bump when what goes into a bundle changes, so stale cached bundles are not reused.
-BUNDLE_VERSION = "1"
+BUNDLE_VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -81,11 +82,11 @@ def build_bundle(request: BundleRequest, log: Callable[[str], None] = lambda tex
             (directory / "model.int8.onnx.tmp").rename(served)
         files["model.int8.onnx"] = served
     host_outputs = reference if served == model.path else reference_outputs(served, input_name, data.holdout)
-    calib = _write_once(directory / "calib.npz", lambda path: np.savez(path, **{input_name: data.calibration}))
+    calib = _write_once(directory / CALIBRATION_FILE, lambda path: np.save(path, data.calibration))
     gate_arrays = {"inputs": data.holdout, "reference": reference}
     if data.holdout_labels is not None:
         gate_arrays["labels"] = data.holdout_labels
-    files["calib.npz"] = calib
+    files[CALIBRATION_FILE] = calib
     files["gate.npz"] = _write_once(directory / "gate.npz", lambda path: np.savez(path, **gate_arrays))
     agent = directory / "agent.pyz"
     build_agent(agent)
@@ -105,7 +106,7 @@ def build_bundle(request: BundleRequest, log: Callable[[str], None] = lambda tex
 
 
 def _write_once(path: Path, write: Callable[[Path], None]) -> Path:
-    # np.savez appends .npz to names without it, so the temporary name keeps the suffix.
+    # numpy appends .npy/.npz to names without it, so the temporary name keeps the suffix.
     if not path.exists():
         temporary = path.with_name("tmp-" + path.name)
         write(temporary)

@@ -105,7 +105,7 @@ def test_release_manifest(tmp_path: Path) -> None:
 def test_the_served_model_and_only_it_is_shipped(tmp_path: Path, profile: str, precision: str, served: str) -> None:
     settings = merge_settings(load_profile(profile), {"build": {"precision": precision}})
     model = inspect_model(SAMPLES / "model.onnx")
-    files = {name: tmp_path / name for name in ("model.onnx", "model.int8.onnx", "calib.npz", "gate.npz", "agent.pyz")}
+    files = {name: tmp_path / name for name in ("model.onnx", "model.int8.onnx", "calib.npy", "gate.npz", "agent.pyz")}
     bundle = Bundle(model, tmp_path, files, "c" * 64, 360, 0.98, 1.0)
     assert served_model(settings) == served
     shipped = release_files(bundle, settings, SourceSpec("rtsp://cam/stream"))

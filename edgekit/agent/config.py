@@ -17,11 +17,15 @@ from .preprocess import PreprocessSpec
 
 PRECISIONS = ("int8", "fp16", "fp32")
 INT8_PATHS = ("calibrator", "qdq", "none")
+# How the TensorRT backend reaches CUDA: ctypes over libcudart, or pycuda where a device has it.
+CUDA_SEAMS = ("cudart", "pycuda")
 TASKS = ("classify", "detect", "raw")
 DROP_POLICIES = ("latest", "every")
 RTSP_DECODES = ("hardware", "software")
 RTSP_CODECS = ("h264", "h265")
 RELEASE_FILE = "release.json"
+# One .npy array [N, ...] in the model input's dtype, which the builder memory-maps.
+CALIBRATION_FILE = "calib.npy"
 MAX_PORT = 65535
 _REQUIRED = object()
 T = TypeVar("T")
@@ -103,6 +107,7 @@ class BuildConfig(NamedTuple):
     int8: str
     workspace_mib: int
     dla_core: int | None
+    cuda: str = "cudart"
 
 
 class DetectConfig(NamedTuple):
@@ -129,7 +134,7 @@ class Release(NamedTuple):
 
     @property
     def calibration_path(self) -> str:
-        return os.path.join(self.release_dir, "calib.npz")
+        return os.path.join(self.release_dir, CALIBRATION_FILE)
 
 
 class _Reader:
@@ -352,6 +357,7 @@ def load_release(release_dir: str) -> Release:
             int8=build.choice("int8", INT8_PATHS),
             workspace_mib=build.integer("workspace_mib", 0),
             dla_core=build.optional_integer("dla_core", 0),
+            cuda=build.choice_or("cuda", CUDA_SEAMS, "cudart") or "cudart",
         ),
         task=task,
         labels=list(labels),

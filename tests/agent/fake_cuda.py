@@ -1,4 +1,4 @@
-"""A fake CUDA device behind the same seam as edgekit.agent.backends.tensorrt.cuda.PyCuda.
+"""A fake CUDA device behind the seam of edgekit.agent.backends.tensorrt.cuda (the Cuda protocol).
 
 Device memory is a dict of bytearrays keyed by int pointers. Copies and kernels queued on a
 stream run, in order, only when that stream is synchronized, as on a GPU: a runner that
@@ -114,6 +114,9 @@ class FakeCuda:
             flat[:] = np.frombuffer(bytes(self.memory[src][: host.nbytes]), dtype=np.uint8)
 
         self._enqueue(handle, "memcpy_dtoh_async", copy, writes=(), reads=(src,))
+
+    def close(self) -> None:
+        self.calls.append(("close",))
 
     # -- for the stand-in engine and the tests ------------------------------------------------
 

@@ -30,7 +30,7 @@ CALIBRATORS = ("8.5", "8.6", "10.3", "10.13")
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    # The host's own bundle: the FP32 model, its Q/DQ twin and calib.npz.
+    # The host's own bundle: the FP32 model, its Q/DQ twin and calib.npy.
     original = edgekit.bundle.CACHE_DIR
     edgekit.bundle.CACHE_DIR = tmp_path_factory.mktemp("bundles")
     try:
@@ -49,7 +49,7 @@ def options(bundle, tmp_path, precision="int8", int8="calibrator", **changes):
         dla_core=None,
         batch=(1, 4, 8),
         timing_cache_path=str(tmp_path / "timing.cache"),
-        calibration_path=str(bundle.files["calib.npz"]),
+        calibration_path=str(bundle.files["calib.npy"]),
         calibration_cache_path=str(tmp_path / "calib.cache"),
     )
     values.update(changes)

@@ -71,7 +71,7 @@ class Device:
         self.cuda = FakeCuda(compute_capability)
         self.trt = make_tensorrt(version, self.cuda)
         monkeypatch.setitem(sys.modules, "tensorrt", self.trt)
-        monkeypatch.setattr(trt_engine, "PyCuda", lambda: self.cuda)
+        monkeypatch.setattr(trt_engine, "open_cuda", lambda seam: self.cuda)
 
     def builds(self) -> int:
         return len(calls(self.trt, "Builder.build_serialized_network"))
@@ -97,7 +97,7 @@ def test_build_gates_then_the_service_load_hits_the_cache(profile, version, bund
     assert manifest["tensorrt"].startswith(version + ".") and manifest["compute_capability"] == "8.7"
     assert manifest["precision"] == "int8" and manifest["release"] == "r1"
 
-    # Calibrator releases build from the FP32 model and calibrate on calib.npz; TensorRT 11
+    # Calibrator releases build from the FP32 model and calibrate on calib.npy; TensorRT 11
     # builds the host's Q/DQ model, the only INT8 it has.
     recorded = read_engine(built.read_bytes())
     if version == "11.1":

@@ -75,6 +75,8 @@ FULL_VERSIONS: dict[str, str] = {
 PYTHON_ADDITIONS: frozenset[str] = frozenset({"__version__", "nptype", "volume"})
 ENGINE_MAGIC = b"TRT-standin-engine\n"
 CALIB_MAGIC = b"TRT-standin-calib\n"
+# Ops of libnvinfer_plugin the stand-in parser knows as plugin layers.
+PLUGIN_OPS = frozenset({"EfficientNMS_TRT", "BatchedNMSDynamic_TRT", "ROIAlign_TRT", "ResizeNearest_TRT"})
 TIMING_MAGIC = b"TRT-standin-timing\n"
 
 _SEVERITY_VALUES = {"INTERNAL_ERROR": 0, "ERROR": 1, "WARNING": 2, "INFO": 3, "VERBOSE": 4}
@@ -188,6 +190,8 @@ class _Context:
         self.depth = 0
         self.enums: dict[str, Any] = {}
         self.classes: dict[str, type] = {}
+        # libnvinfer_plugin's creators, registered per process (a fresh module is a fresh process).
+        self.plugins_registered = False
 
     def member(self, enum_name: str, name: str) -> Any:
         """The enum member, or None where this release lacks it (behaviour keys off this)."""
@@ -449,8 +453,12 @@ def _impl_attributes(name: str) -> dict[str, Any]:
 
 
 def _module_function(ctx: _Context, name: str) -> Callable[..., Any]:
+    def init_plugins(logger: Any, namespace: str) -> bool:
+        ctx.plugins_registered = True
+        return True
+
     behaviour = {
-        "init_libnvinfer_plugins": lambda logger, namespace: True,
+        "init_libnvinfer_plugins": init_plugins,
         "get_nv_onnx_parser_version": lambda: ctx.major * 1000 + int(ctx.version.split(".")[1]) * 100,
     }.get(name)
     if behaviour is None:
@@ -541,7 +549,8 @@ class _ImplLogger:
 
     def log(self, severity: Any, msg: str) -> None:
         if severity <= self._min:
-            print(f"[TRT] [{severity.name[0]}] {msg}", file=sys.stderr)
+            # pyCore.cpp: the bindings' Logger writes with std::cout, not std::cerr.
+            print(f"[TRT] [{severity.name[0]}] {msg}", file=sys.stdout, flush=True)
 
     def _get_min(self) -> Any:
         return self._min
@@ -716,20 +725,36 @@ def _parse(parser: Any, data: bytes) -> bool:
         parser._error("MODEL_DESERIALIZE_FAILED", f"Failed to parse ONNX model: {exc}")
         parser._error("INVALID_GRAPH", "The ONNX model holds no graph to import")
         return False
-    # One error per node TensorRT has no importer for, as the parser reports them all.
+    # One error per node TensorRT has no importer for, as the parser reports them all. An op
+    # it has no importer for is looked up as a plugin; the 8.x parser registers TensorRT's
+    # own plugins itself, 10.0 and later only find them after init_libnvinfer_plugins.
+    if ctx.major < 10:
+        ctx.plugins_registered = True
+    plugins = []
     for index, node in enumerate(model.graph.node):
-        if not onnx.defs.has(node.op_type, node.domain):
-            parser._error(
-                "UNSUPPORTED_NODE", f"No importer registered for op: {node.op_type}", index, node.name, node.op_type
-            )
-    try:
-        onnx.checker.check_model(model)
-    except Exception as exc:  # noqa: BLE001
-        parser._error("INVALID_GRAPH", f"ONNX checker: {exc}")
-    try:
-        _ort_session(data)
-    except Exception as exc:  # noqa: BLE001
-        parser._error("INVALID_NODE", f"Model cannot be imported: {exc}")
+        if onnx.defs.has(node.op_type, node.domain):
+            continue
+        if node.op_type in PLUGIN_OPS and ctx.plugins_registered:
+            plugins.append(node.op_type)
+            continue
+        parser._error(
+            "UNSUPPORTED_NODE",
+            f"No importer registered for op: {node.op_type}. Attempting to import as plugin. Assertion failed: "
+            'creator && "Plugin not found, are the plugin name, version, and namespace correct?"',
+            index,
+            node.name,
+            node.op_type,
+        )
+    # Plugin layers are opaque to onnx's checker and to onnxruntime.
+    if not plugins and len(parser._errors) == before:
+        try:
+            onnx.checker.check_model(model)
+        except Exception as exc:  # noqa: BLE001
+            parser._error("INVALID_GRAPH", f"ONNX checker: {exc}")
+        try:
+            _ort_session(data)
+        except Exception as exc:  # noqa: BLE001
+            parser._error("INVALID_NODE", f"Model cannot be imported: {exc}")
     if len(parser._errors) > before:
         return False
     initializers = {init.name for init in model.graph.initializer}
@@ -754,6 +779,7 @@ def _parse(parser: Any, data: bytes) -> bool:
     network._inputs[:], network._outputs[:] = tensors
     network._model = data
     network._has_qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
+    network._plugins = sorted(set(plugins))
     return True
 
 
@@ -999,6 +1025,7 @@ def _build(ctx: _Context, logger: Any, network: Any, config: Any) -> Any:
         "flags": sorted(flag_names),
         "strongly_typed": strongly_typed,
         "has_qdq": network._has_qdq,
+        "plugins": network._plugins,
         "calibration": calibration,
         "timing_cache_reused": reused,
         "device": "DLA" if on_dla else "GPU",
@@ -1057,6 +1084,8 @@ def _calibrate(
         ctx.emit(logger, "WARNING", "Calibration Profile is not defined. Calibrating with Profile 0")
     names = [t.name for t in network._inputs]
     absmax = {name: 0.0 for name in names}
+    # Digests of every image TensorRT read, to tell how many distinct images calibrated it.
+    seen: dict[str, set[str]] = {name: set() for name in names}
     batches = 0
     while True:
         result = ctx.callback(calibrator, "get_batch", names)
@@ -1084,6 +1113,8 @@ def _calibrate(
                 )
             values = np.frombuffer(raw, dtype=dtype)
             absmax[tensor.name] = max(absmax[tensor.name], float(np.max(np.abs(values))) if values.size else 0.0)
+            for image in values.reshape(shape):
+                seen[tensor.name].add(hashlib.sha256(image.tobytes()).hexdigest())
         batches += 1
     if batches == 0:
         return ctx.fail(logger, "Error Code 4: Internal Error (" + _NO_CALIBRATION + ")")
@@ -1092,7 +1123,13 @@ def _calibrate(
     ctx.callback(
         calibrator, "write_calibration_cache", memoryview(CALIB_MAGIC + json.dumps(table, sort_keys=True).encode())
     )
-    return {"source": "batches", "batches": batches, "absmax": absmax}
+    return {
+        "source": "batches",
+        "batches": batches,
+        "batch_shape": {name: list(shapes[name]) for name in names},
+        "images": len(seen[names[0]]),
+        "absmax": absmax,
+    }
 
 
 # -- behaviour: runtime and execution ---------------------------------------------------------
@@ -1112,6 +1149,7 @@ class _ImplRuntime:
     def __init__(self, logger: Any) -> None:
         _StandIn.__init__(self)
         self._logger = _instance_arg(self._ctx, logger, "ILogger", "Runtime")
+        self._dla_core = -1
 
     def deserialize_cuda_engine(self, serialized_engine: Any) -> Any:
         ctx = self._ctx
@@ -1130,9 +1168,24 @@ class _ImplRuntime:
                 "The engine plan file is not compatible with this version of TensorRT, expecting library version "
                 f"{ctx.full_version} got {info.get('trt')}, please rebuild.",
             )
+        if info.get("plugins") and not ctx.plugins_registered:
+            return ctx.fail(
+                self._logger,
+                "[pluginV2Runner.cpp::load::303] Error Code 1: Serialization (Serialization assertion creator "
+                "failed.Cannot deserialize plugin since corresponding IPluginCreator not found in Plugin Registry)",
+            )
         tensors = {t["name"]: dict(t, mode="INPUT") for t in info["inputs"]}
         tensors.update({t["name"]: dict(t, mode="OUTPUT") for t in info["outputs"]})
-        return ctx.new("ICudaEngine", info=info, data=data, tensors=tensors, logger=self._logger, resolved={})
+        # A DLA engine runs on the runtime's core; the runtime's default, -1, means core 0.
+        dla_core = max(self._dla_core, 0) if info.get("device") == "DLA" else -1
+        return ctx.new(
+            "ICudaEngine", info=info, data=data, tensors=tensors, logger=self._logger, resolved={}, dla_core=dla_core
+        )
+
+    def _set_dla_core(self, value: int) -> None:
+        self._dla_core = operator.index(value)
+
+    DLA_core = property(lambda self: self._dla_core, _set_dla_core)
 
 
 class _ImplEngine:
@@ -1239,7 +1292,15 @@ class _ImplContext:
         if tensor["mode"] == "INPUT":
             return self._shapes.get(name, tuple(tensor["shape"]))
         shapes = self._input_shapes()
-        return tuple(tensor["shape"]) if shapes is None else self._engine._run_shapes(shapes)[name]
+        if shapes is None:
+            return tuple(tensor["shape"])
+        # Inputs have only a dynamic batch, so any other unknown output dimension depends on
+        # the data (NonZero, NMS): TensorRT reports it as -1 until an output allocator ran.
+        resolved = self._engine._run_shapes(shapes)[name]
+        return tuple(
+            -1 if index > 0 and declared == -1 else size
+            for index, (declared, size) in enumerate(zip(tensor["shape"], resolved))  # noqa: B905
+        )
 
     def set_tensor_address(self, name: str, memory: int) -> bool:
         if name not in self._engine._tensors:

@@ -16,6 +16,7 @@ from ...files import read_or_none, write_atomically
 from .. import Log
 from .api import Capabilities, network_flags, probe
 from .calibrator import make_calibrator
+from .logger import tensorrt_logger
 from .progress import make_progress_monitor
 
 
@@ -31,11 +32,8 @@ class BuildOptions(NamedTuple):
     timing_cache_path: str
     calibration_path: str | None = None
     calibration_cache_path: str | None = None
+    # The largest calibration batch for a dynamic batch dimension (see calibration_batch).
     calibration_batch: int = 8
-
-
-def _logger(trt: Any) -> Any:
-    return trt.Logger(trt.Logger.WARNING)
 
 
 def parse_onnx(trt: Any, builder: Any, logger: Any, onnx_path: str) -> tuple[Any, Any]:
@@ -47,7 +45,8 @@ def parse_onnx(trt: Any, builder: Any, logger: Any, onnx_path: str) -> tuple[Any
         errors = [str(parser.get_error(index)) for index in range(parser.num_errors)]
         raise AgentError(
             "model",
-            "TensorRT {} cannot parse {} ({} error{}): {}".format(
+            "TensorRT {} cannot parse {} ({} error{}): {}; re-export the model with operators this TensorRT "
+            "has (an op it reports as a missing plugin is a custom layer JetPack's TensorRT lacks).".format(
                 trt.__version__, onnx_path, len(errors), "" if len(errors) == 1 else "s", "; ".join(errors)
             ),
         )
@@ -59,11 +58,11 @@ def _inputs(network: Any) -> list[Any]:
     return [network.get_input(index) for index in range(network.num_inputs)]
 
 
-def _add_profile(builder: Any, config: Any, network: Any, batch: tuple[int, int, int]) -> Any | None:
+def _add_profile(builder: Any, config: Any, network: Any, batch: tuple[int, int, int]) -> None:
     """One optimization profile over the batch dimension, if any input has a dynamic one."""
     inputs = _inputs(network)
     if not any(-1 in tuple(tensor.shape) for tensor in inputs):
-        return None
+        return
     profile = builder.create_optimization_profile()
     for tensor in inputs:
         shape = tuple(tensor.shape)
@@ -72,11 +71,10 @@ def _add_profile(builder: Any, config: Any, network: Any, batch: tuple[int, int,
         shapes = [((size,) + shape[1:]) if shape[0] == -1 else shape for size in batch]
         profile.set_shape(tensor.name, *shapes)
     config.add_optimization_profile(profile)
-    return profile
 
 
 def _set_precision(
-    trt: Any, config: Any, caps: Capabilities, options: BuildOptions, cuda: Any, network: Any, log: Log
+    trt: Any, builder: Any, config: Any, caps: Capabilities, options: BuildOptions, cuda: Any, network: Any, log: Log
 ) -> Any:
     """Builder flags for the requested precision; returns the calibrator, if one is used."""
     if options.precision == "fp32":
@@ -115,18 +113,68 @@ def _set_precision(
             f"TensorRT {caps.version} has no INT8 calibrator; this device needs the explicit Q/DQ model "
             '(a profile with int8 = "qdq").',
         )
+    return _attach_calibrator(trt, builder, config, caps, options, cuda, network, log)
+
+
+def calibration_data(trt: Any, path: str, tensor: Any) -> np.ndarray:
+    """The calibration set as a memory map, refused unless it is what ``tensor`` takes."""
+    try:
+        data = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise AgentError(
+            "calibration", f"Cannot read the calibration set {path} ({exc}); re-run edgekit provision."
+        ) from None
+    if data.ndim == 0 or len(data) == 0:
+        raise AgentError("calibration", f"The calibration set {path} holds no images; re-run edgekit provision.")
+    dtype = np.dtype(trt.nptype(tensor.dtype))
+    shape = tuple(tensor.shape)
+    if data.dtype != dtype or data.ndim != len(shape) or tuple(data.shape[1:]) != shape[1:]:
+        raise AgentError(
+            "calibration",
+            f"{path} holds {data.dtype} images of shape {list(data.shape[1:])}, but the network input "
+            f"{tensor.name!r} takes {dtype} of shape {list(shape[1:])}; re-run edgekit provision so the host "
+            "prepares the calibration set for this model.",
+        )
+    return data
+
+
+def calibration_batch(batch_dim: int, images: int, largest: int) -> int:
+    """The network's fixed batch; for a dynamic one, the largest batch up to ``largest``
+    that divides the set, so that no image is left out of a last partial batch."""
+    if batch_dim != -1:
+        return batch_dim
+    return next(size for size in range(min(largest, images), 0, -1) if images % size == 0)
+
+
+def _attach_calibrator(
+    trt: Any, builder: Any, config: Any, caps: Capabilities, options: BuildOptions, cuda: Any, network: Any, log: Log
+) -> Any:
     if not options.calibration_path or not options.calibration_cache_path:
-        raise AgentError("calibration", "INT8 calibration needs the release's calib.npz.")
+        raise AgentError("calibration", "INT8 calibration needs the release's calibration set (calib.npy).")
     inputs = _inputs(network)
-    with np.load(options.calibration_path) as arrays:
-        if inputs[0].name not in arrays:
-            raise AgentError("calibration", f"calib.npz has {sorted(arrays)}, not the model input {inputs[0].name!r}.")
-        data = arrays[inputs[0].name]
-    calibrator = make_calibrator(
-        trt, cuda, data, inputs[0].name, options.calibration_batch, options.calibration_cache_path, log
+    tensor = inputs[0]
+    data = calibration_data(trt, options.calibration_path, tensor)
+    shape = tuple(tensor.shape)
+    # TensorRT reads each batch at the calibration profile's OPT shape (it overwrites MIN and
+    # MAX with OPT), or at the network's fixed batch; a batch of any other size is read
+    # only in part. Without set_calibration_profile it is profile 0's OPT.
+    dynamic = shape[0] == -1
+    largest = options.calibration_batch if caps.calibration_profile else options.batch[1]
+    batch = calibration_batch(shape[0], len(data), largest)
+    left_out = len(data) % batch
+    log(
+        f"calibrating on {len(data) - left_out} of {len(data)} images in batches of {batch}"
+        + (f" ({left_out} left out: the network's batch is fixed at {batch})" if left_out else "")
     )
+    calibrator = make_calibrator(trt, cuda, data, tensor.name, batch, options.calibration_cache_path, log)
     config.set_flag(trt.BuilderFlag.INT8)
     config.int8_calibrator = calibrator
+    if dynamic and caps.calibration_profile:
+        profile = builder.create_optimization_profile()
+        for each in inputs:
+            calibration_shape = (batch,) + tuple(each.shape)[1:]
+            profile.set_shape(each.name, calibration_shape, calibration_shape, calibration_shape)
+        config.set_calibration_profile(profile)
     return calibrator
 
 
@@ -144,7 +192,7 @@ def _set_device(trt: Any, builder: Any, config: Any, dla_core: int | None) -> No
 
 def build_engine(trt: Any, cuda: Any, options: BuildOptions, log: Log) -> bytes:
     """A serialized engine for ``options``; the timing cache is read and written back."""
-    logger = _logger(trt)
+    logger = tensorrt_logger(trt)
     builder = trt.Builder(logger)
     network, parser = parse_onnx(trt, builder, logger, options.onnx_path)
     config = builder.create_builder_config()
@@ -155,10 +203,8 @@ def build_engine(trt: Any, cuda: Any, options: BuildOptions, log: Log) -> bytes:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
     else:
         config.max_workspace_size = workspace
-    profile = _add_profile(builder, config, network, options.batch)
-    calibrator = _set_precision(trt, config, caps, options, cuda, network, log)
-    if calibrator is not None and profile is not None and caps.calibration_profile:
-        config.set_calibration_profile(profile)
+    _add_profile(builder, config, network, options.batch)
+    calibrator = _set_precision(trt, builder, config, caps, options, cuda, network, log)
     _set_device(trt, builder, config, options.dla_core)
     if caps.progress_monitor:
         # Held here until the build returns, whether or not the binding keeps a reference.

@@ -21,7 +21,8 @@ from .progress import progress_line
 def make_calibrator(
     trt: Any, cuda: Any, data: np.ndarray, input_name: str, batch_size: int, cache_path: str, log: Log
 ) -> Any:
-    """An IInt8EntropyCalibrator2 over ``data`` ([N, ...] float32), in full batches.
+    """An IInt8EntropyCalibrator2 over ``data`` ([N, ...] in the input's dtype, usually a
+    memory map), in batches of ``batch_size``: the shape TensorRT reads each batch at.
 
     Only for releases that have the calibrator: build_engine checks that (api.probe) first.
     """
@@ -34,22 +35,22 @@ def make_calibrator(
         def __init__(self) -> None:
             base.__init__(self)
             self.batches_served = 0
-            self._data = np.ascontiguousarray(data, dtype=np.float32)
             self._stream = cuda.stream()
-            self._host = cuda.pagelocked_empty((batch_size,) + self._data.shape[1:], np.float32)
+            self._host = cuda.pagelocked_empty((batch_size,) + tuple(data.shape[1:]), data.dtype)
             self._device = cuda.mem_alloc(self._host.nbytes)
 
         def get_batch_size(self) -> int:
             return batch_size
 
         def get_batch(self, names: list[str], *unused: Any) -> list[int] | None:
-            # A last partial batch is left out: TensorRT reads get_batch_size() images.
             start = self.batches_served * batch_size
-            if start + batch_size > len(self._data):
+            if start + batch_size > len(data):
                 return None
             if list(names) != [input_name]:
                 raise AgentError("calibration", f"TensorRT asked for inputs {names}, not {input_name!r}.")
-            np.copyto(self._host, self._data[start : start + batch_size])
+            # Only this batch is read from disk: a whole set can be larger than the memory
+            # that a Jetson's CPU and GPU share while the builder runs.
+            np.copyto(self._host, data[start : start + batch_size])
             cuda.memcpy_htod_async(self._device, self._host, self._stream)
             self._stream.synchronize()
             self.batches_served += 1

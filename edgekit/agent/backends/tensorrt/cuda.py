@@ -1,55 +1,61 @@
 """The thin seam between the TensorRT code and CUDA: device memory, pinned host memory,
-one stream and asynchronous copies. pycuda implements it on the device; the tests use a
-fake with the same methods, so the copies the runner and the calibrator make are checked.
+one stream and asynchronous copies.
+
+Two implementations, chosen by the release's ``build.cuda`` setting:
+- ``cudart`` (the default): ctypes over the CUDA runtime library that every JetPack has
+  (cudart.py). Nothing to build or install, and, like TensorRT itself, it uses the
+  device's primary context, which the runtime makes current in whichever thread calls.
+- ``pycuda``: for devices that already have pycuda (pycuda_context.py); it retains the
+  same primary context and makes it current around each call, so any thread may call.
+
+The runner and the calibrator see only the methods of ``Cuda``; the tests put fakes with
+the same methods behind it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from ...config import CUDA_SEAMS
 from ...errors import AgentError
 
 
-class PyCuda:
-    """CUDA through pycuda, which JetPack's python3-pycuda or pip provides."""
+class Stream(Protocol):
+    # The raw cudaStream_t, as TensorRT's execute_async_v3 takes it.
+    handle: int
 
-    def __init__(self) -> None:
-        try:
-            import pycuda.autoinit  # noqa: F401 - creates the context on the default device
-            import pycuda.driver as driver
-        except Exception as exc:  # noqa: BLE001 - ImportError, or a driver error without a GPU
-            raise AgentError(
-                "backend",
-                f"pycuda is not usable on this device ({exc}); install it with `sudo pip3 install pycuda` and re-run.",
-            ) from None
-        self._driver = driver
-        # Device allocations are freed when their pycuda object goes: keep them by pointer.
-        self._allocations: dict[int, Any] = {}
+    def synchronize(self) -> None: ...
 
-    def compute_capability(self) -> tuple[int, int]:
-        major, minor = self._driver.Device(0).compute_capability()
-        return int(major), int(minor)
 
-    def mem_alloc(self, nbytes: int) -> int:
-        allocation = self._driver.mem_alloc(max(1, nbytes))
-        self._allocations[int(allocation)] = allocation
-        return int(allocation)
+class Cuda(Protocol):
+    def compute_capability(self) -> tuple[int, int]: ...
 
-    def mem_free(self, ptr: int) -> None:
-        allocation = self._allocations.pop(ptr, None)
-        if allocation is not None:
-            allocation.free()
+    def mem_alloc(self, nbytes: int) -> int: ...
 
-    def pagelocked_empty(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-        return self._driver.pagelocked_empty(shape, dtype)
+    def mem_free(self, ptr: int) -> None: ...
 
-    def stream(self) -> Any:
-        return self._driver.Stream()
+    def pagelocked_empty(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray: ...
 
-    def memcpy_htod_async(self, dst: int, src: np.ndarray, stream: Any) -> None:
-        self._driver.memcpy_htod_async(dst, src, stream)
+    def stream(self) -> Stream: ...
 
-    def memcpy_dtoh_async(self, dst: np.ndarray, src: int, stream: Any) -> None:
-        self._driver.memcpy_dtoh_async(dst, src, stream)
+    def memcpy_htod_async(self, dst: int, src: np.ndarray, stream: Any) -> None: ...
+
+    def memcpy_dtoh_async(self, dst: np.ndarray, src: int, stream: Any) -> None: ...
+
+    def close(self) -> None:
+        """Frees what the seam still holds; called once, after every TensorRT object is gone."""
+        ...
+
+
+def open_cuda(seam: str) -> Cuda:
+    if seam == "cudart":
+        from .cudart import CudaRuntime
+
+        return CudaRuntime()
+    if seam == "pycuda":
+        from .pycuda_context import PyCuda
+
+        return PyCuda()
+    raise AgentError("backend", f"The release asks for CUDA through {seam!r}; use one of {', '.join(CUDA_SEAMS)}.")

@@ -17,7 +17,7 @@ from ...facts import parse_tegra_release
 from .. import Log
 from .builder import BuildOptions, build_engine
 from .cache import EngineCache, engine_key, load_or_build
-from .cuda import PyCuda
+from .cuda import open_cuda
 from .runner import TensorRTBackend, deserialize
 
 # min / opt / max batch for models with a dynamic batch dimension: the camera runs 1.
@@ -104,7 +104,7 @@ def open_engine(trt: Any, cuda: Any, release: Release, engines_dir: str, l4t: st
         EngineCache(engines_dir),
         key,
         lambda: build_engine(trt, cuda, options, log),
-        lambda data: deserialize(trt, data),
+        lambda data: deserialize(trt, data, options.dla_core),
         details,
         log,
     )
@@ -119,4 +119,9 @@ def load(release: Release, engines_dir: str, log: Log) -> TensorRTBackend:
             "backend",
             f"TensorRT's Python module does not import here ({exc}); install JetPack's python3-libnvinfer and re-run.",
         ) from None
-    return open_engine(tensorrt, PyCuda(), release, engines_dir, device_l4t(), log)
+    cuda = open_cuda(release.build.cuda)
+    try:
+        return open_engine(tensorrt, cuda, release, engines_dir, device_l4t(), log)
+    except BaseException:
+        cuda.close()
+        raise

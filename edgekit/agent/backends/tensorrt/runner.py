@@ -12,10 +12,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ...errors import AgentError
-
-
-def _logger(trt: Any) -> Any:
-    return trt.Logger(trt.Logger.WARNING)
+from .logger import tensorrt_logger
 
 
 class Loaded(NamedTuple):
@@ -24,9 +21,13 @@ class Loaded(NamedTuple):
     engine: Any
 
 
-def deserialize(trt: Any, data: bytes) -> Loaded | None:
+def deserialize(trt: Any, data: bytes, dla_core: int | None = None) -> Loaded | None:
     """The engine and its runtime, or None when TensorRT refuses the bytes (another version, a torn file)."""
-    runtime = trt.Runtime(_logger(trt))
+    runtime = trt.Runtime(tensorrt_logger(trt))
+    if dla_core is not None:
+        # The runtime's DLA core defaults to -1, and a DLA engine then runs on core 0,
+        # whichever core it was built for.
+        runtime.DLA_core = dla_core
     engine = runtime.deserialize_cuda_engine(data)
     return None if engine is None else Loaded(runtime, engine)
 
@@ -76,6 +77,13 @@ class TensorRTBackend:
         outputs = []
         for name in self.output_names:
             shape = tuple(int(size) for size in self._context.get_tensor_shape(name))
+            if any(size < 0 for size in shape):
+                # Known only after the engine ran (NonZero, NMS without a fixed count).
+                raise AgentError(
+                    "model",
+                    f"The output {name!r} has a data-dependent shape {list(shape)}, which edgekit cannot size "
+                    "buffers for; export the model with fixed-size outputs (for a detector, NMS outside the model).",
+                )
             outputs.append(self._buffer(name, shape))
         if not self._context.execute_async_v3(self._stream.handle):
             raise AgentError("backend", "TensorRT failed to run the engine; its log above says why.")
@@ -85,8 +93,20 @@ class TensorRTBackend:
         return [host.copy() for host, _ in outputs]
 
     def close(self) -> None:
+        """Releases in dependency order: buffers, context, engine, runtime, then CUDA itself.
+
+        Only once no thread infers any more (the service stops its pipeline first).
+        """
+        if self._loaded is None:
+            return
+        self._stream.synchronize()
         for _, device, _ in self._buffers.values():
             self._cuda.mem_free(device)
         self._buffers.clear()
         self._context = None
+        runtime, engine = self._loaded
         self._loaded = None
+        # The engine before the runtime that made it.
+        del engine
+        del runtime
+        self._cuda.close()
