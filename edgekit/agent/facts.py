@@ -22,6 +22,18 @@ from typing import Any, Dict, Iterable, List, Optional
 TEGRA_RELEASE = "/etc/nv_tegra_release"
 DEVICE_TREE_DIRS = ("/proc/device-tree", "/sys/firmware/devicetree/base")
 CUDA_VERSION_FILES = ("/usr/local/cuda/version.json", "/usr/local/cuda/version.txt")
+# The CUDA runtime, newest first: CUDA 13 (JetPack 7), 12 (JetPack 6), 11.4 (JetPack 5, soname 11.0).
+CUDART_SONAMES = ("libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0")
+# Tried after the library search path: where JetPack, CUDA tarballs and pip's CUDA wheels put it.
+CUDART_DIRS = (
+    "/usr/local/cuda/lib64",
+    "/usr/local/cuda/targets/aarch64-linux/lib",
+    "/usr/local/cuda/targets/sbsa-linux/lib",
+    "/usr/local/cuda/targets/x86_64-linux/lib",
+    "/usr/lib/aarch64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu/nvidia",
+    "/usr/lib/x86_64-linux-gnu",
+)
 # Packages that say which L4T, JetPack and TensorRT the device has, when Python cannot.
 DPKG_PATTERNS = ("nvidia-l4t-core", "nvidia-jetpack", "tensorrt", "libnvinfer[0-9]*", "python3-libnvinfer")
 GST_ELEMENTS = ("nvarguscamerasrc", "nvv4l2decoder")
@@ -198,6 +210,19 @@ def _run(argv: List[str]) -> Optional[str]:
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout
+
+
+def cudart_candidates(python_path: Iterable[str] = ()) -> List[str]:
+    """What to hand ctypes.CDLL, in order: each soname by the library search path first,
+    then in CUDA's install directories (any /usr/local/cuda-X.Y too), then in pip's
+    nvidia/cuda_runtime/lib under ``python_path`` (where TensorRT's wheels find it)."""
+    directories = list(CUDART_DIRS) + sorted(glob.glob("/usr/local/cuda-*/lib64"), reverse=True)
+    directories += [os.path.join(entry, "nvidia", "cuda_runtime", "lib") for entry in python_path if entry]
+    candidates = []
+    for soname in CUDART_SONAMES:
+        candidates.append(soname)
+        candidates.extend(os.path.join(directory, soname) for directory in directories)
+    return candidates
 
 
 def _import(name: str) -> Any:
