@@ -29,6 +29,8 @@ BACKENDS = ("tensorrt", "onnxruntime")
 # strongly typed (TensorRT 11, onnxruntime), or not at all (no fast INT8 on the GPU).
 INT8_PATHS = ("calibrator", "qdq", "none")
 RTSP_DECODES = ("hardware", "software")
+# How the TensorRT backend reaches CUDA on the device (edgekit/agent/backends/tensorrt/cuda.py).
+CUDA_SEAMS = ("cudart", "pycuda")
 _VERSION_RE = re.compile(r"^\d+(\.\d+)*$")
 
 
@@ -68,6 +70,8 @@ class Build:
     int8: str
     workspace_mib: int
     stop_service_during_build: bool
+    # ctypes over libcudart, which every JetPack has; "pycuda" for devices that ship it.
+    cuda: str = "cudart"
 
 
 @dataclass(frozen=True)
@@ -185,6 +189,7 @@ def _check(profile: Profile) -> None:
         "build.backend": (build.backend, BACKENDS),
         "build.int8": (build.int8, INT8_PATHS),
         "build.precision": (build.precision, ("int8", "fp16", "fp32")),
+        "build.cuda": (build.cuda, CUDA_SEAMS),
         "camera.rtsp_decode": (profile.camera.rtsp_decode, RTSP_DECODES),
     }
     for key, (value, allowed) in choices.items():

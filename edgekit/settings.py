@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import UsageError
-from edgekit.profiles import Camera, Profile, from_toml
+from edgekit.profiles import CUDA_SEAMS, Camera, Profile, from_toml
 
 PRECISIONS = ("int8", "fp16", "fp32")
 
@@ -31,6 +31,7 @@ class BuildSettings:
     # A DLA core to build for, with GPU fallback for layers DLA cannot run; None: GPU only.
     dla_core: int | None
     stop_service_during_build: bool
+    cuda: str
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class BuildOverrides:
     workspace_mib: int | None = None
     dla_core: int | None = None
     stop_service_during_build: bool | None = None
+    cuda: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,10 @@ def load_user_config(path: Path | None = None) -> UserConfig:
         raise ConfigError(
             f"The config file {chosen} sets build.precision = {config.build.precision!r}; "
             f"use one of {', '.join(PRECISIONS)}."
+        )
+    if config.build.cuda is not None and config.build.cuda not in CUDA_SEAMS:
+        raise ConfigError(
+            f"The config file {chosen} sets build.cuda = {config.build.cuda!r}; use one of {', '.join(CUDA_SEAMS)}."
         )
     return config
 

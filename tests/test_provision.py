@@ -76,6 +76,7 @@ def test_release_manifest(tmp_path: Path) -> None:
             "workspace_mib": 0,
             "dla_core": None,
             "stop_service_during_build": False,
+            "cuda": "cudart",
         },
         "model": "model.int8.onnx",
         "precision": "int8",

@@ -94,3 +94,15 @@ def test_malformed_config_names_the_file_and_key(tmp_path: Path, text: str, word
         load_user_config(path)
     assert str(path) in str(info.value) and words in str(info.value)
     assert isinstance(info.value, UsageError) and info.value.exit_code == 2
+
+
+def test_cuda_goes_through_libcudart_unless_a_device_is_set_to_pycuda(tmp_path: Path) -> None:
+    # Every JetPack has libcudart; pycuda needs a build on the device, so it is opt-in.
+    assert merge_settings(ORIN).build.cuda == "cudart"
+    path = tmp_path / "config.toml"
+    path.write_text('[build]\ncuda = "pycuda"\n')
+    assert merge_settings(ORIN, load_user_config(path).layer()).build.cuda == "pycuda"
+    assert merge_settings(ORIN, load_user_config(path).layer(), {"build": {"cuda": "cudart"}}).build.cuda == "cudart"
+    path.write_text('[build]\ncuda = "cupy"\n')
+    with pytest.raises(ConfigError, match="build.cuda = 'cupy'; use one of cudart, pycuda"):
+        load_user_config(path)

@@ -35,6 +35,7 @@ from edgekit.cli.output import console, err_console, print_json
 from edgekit.model import inspect_model
 from edgekit.outputs import outputs
 from edgekit.preflight import require
+from edgekit.profiles import CUDA_SEAMS
 from edgekit.provision import Plan, ProvisionRequest, ProvisionResult, Reporter, plan_provision, provision
 from edgekit.settings import PRECISIONS, load_user_config
 from edgekit.source import SourceSpec
@@ -59,6 +60,10 @@ def provision_command(
         int | None, typer.Option(help="TensorRT builder workspace (default: the profile's).")
     ] = None,
     dla_core: Annotated[int | None, typer.Option(help="Build for this DLA core, GPU fallback for the rest.")] = None,
+    cuda: Annotated[
+        str | None,
+        typer.Option(help=f"How TensorRT reaches CUDA: {' or '.join(CUDA_SEAMS)} (default: cudart, no install)."),
+    ] = None,
     gate_threshold: Annotated[float, typer.Option(help="Minimum top-1 agreement with FP32 on held-out images.")] = 0.99,
     config: Annotated[
         Path | None, typer.Option(help="edgekit config file (default: ~/.config/edgekit/config.toml).")
@@ -82,6 +87,8 @@ def provision_command(
     """Build INT8 on the host, ship it, gate it on the device and start the camera service."""
     if precision is not None and precision not in PRECISIONS:
         raise typer.BadParameter(f"{precision!r} is not one of {', '.join(PRECISIONS)}", param_hint="--precision")
+    if cuda is not None and cuda not in CUDA_SEAMS:
+        raise typer.BadParameter(f"{cuda!r} is not one of {', '.join(CUDA_SEAMS)}", param_hint="--cuda")
     request = ProvisionRequest(
         model=model,
         calib_dir=calib,
@@ -90,7 +97,7 @@ def provision_command(
         gate_threshold=gate_threshold,
         profile=profile,
         config=load_user_config(config),
-        flags={"build": {"precision": precision, "workspace_mib": workspace_mib, "dla_core": dla_core}},
+        flags={"build": {"precision": precision, "workspace_mib": workspace_mib, "dla_core": dla_core, "cuda": cuda}},
         outputs=outputs(http_sink, mqtt_sink, metrics_port),
     )
     with err_console.status("checking the model") as status:
