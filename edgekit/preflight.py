@@ -138,14 +138,70 @@ def check_runtime(given: PreflightInput) -> Check:
             f"The device has TensorRT {python_version} but profile {profile.name} expects "
             f"{profile.software.tensorrt}; pick the matching --profile or reinstall JetPack's TensorRT.",
         )
-    if facts.get("pycuda") is None:
+    return _passed("runtime", detail)
+
+
+# JetPack's package of the CUDA runtime (libcudart) on every L4T line edgekit supports.
+CUDA_RUNTIME_FIX = "install JetPack's CUDA runtime (sudo apt install nvidia-l4t-cuda cuda-runtime-<major>-<minor>)"
+GPU_GROUP = "video"
+
+
+def check_cuda(given: PreflightInput) -> Check:
+    """The CUDA the TensorRT backend will talk to answers, is the profile's GPU, and the
+    service user (unprivileged, in the video group) can open the GPU's nodes."""
+    build, facts, module = given.settings.build, given.facts, given.profile.module
+    if build.backend != "tensorrt":
+        return _passed("cuda", f"not used by {build.backend}")
+    if build.cuda == "pycuda":
+        pycuda = facts.get("pycuda")
+        if pycuda is None or pycuda.get("error"):
+            why = "cannot import pycuda.driver" if pycuda is None else f"has a pycuda that fails: {pycuda['error']}"
+            return _failed(
+                "cuda",
+                "pycuda unusable",
+                f"The device's python3 {why}; drop build.cuda = \"pycuda\" (the default, cudart, needs no pycuda).",
+            )
+    runtime = facts.get("cuda_runtime") or {}
+    if not runtime.get("library"):
         return _failed(
-            "runtime",
-            detail + ", pycuda missing",
-            "The device's python3 cannot import pycuda, which feeds TensorRT its buffers; install it with "
-            "`sudo pip3 install pycuda` (it builds against JetPack's CUDA) and re-run.",
+            "cuda",
+            "libcudart not found",
+            f"The device has no CUDA runtime library (libcudart.so.13, .12 or .11.0 in {runtime.get('tried', 0)} "
+            f"places); {CUDA_RUNTIME_FIX} and re-run.",
         )
-    return _passed("runtime", detail + f", pycuda {facts['pycuda']}")
+    detail = f"CUDA {runtime.get('version') or '?'} ({runtime['library']})"
+    if runtime.get("error") or not runtime.get("devices"):
+        answer = runtime.get("error") or "no GPU"
+        return _failed(
+            "cuda",
+            detail + ", no GPU",
+            f"CUDA on the device found no usable GPU ({answer}); check that the SSH user is in the {GPU_GROUP} group "
+            f"and that JetPack's GPU driver is installed (nvidia-l4t-cuda), then re-run.",
+        )
+    capability = runtime.get("compute_capability")
+    detail += f", {runtime['devices']} GPU(s), compute {capability}"
+    if capability != module.compute_capability:
+        return _failed(
+            "cuda",
+            detail,
+            f"The device's GPU has compute capability {capability}, but profile {given.profile.name} is for "
+            f"{module.name} ({module.compute_capability}); pick the matching --profile.",
+        )
+    closed = [node["path"] for node in facts.get("gpu_nodes") or [] if not _open_to_group(node, GPU_GROUP)]
+    if closed:
+        return _failed(
+            "cuda",
+            detail,
+            f"The GPU node(s) {', '.join(closed)} cannot be opened by the {GPU_GROUP} group the service runs in; "
+            "restore JetPack's udev rules (sudo apt install --reinstall nvidia-l4t-init) and reboot.",
+        )
+    return _passed("cuda", detail + ("" if build.cuda == "cudart" else ", through pycuda"))
+
+
+def _open_to_group(node: dict[str, str], group: str) -> bool:
+    mode = int(node["mode"], 8)
+    # Read and write for that group, or for everyone.
+    return (node["group"] == group and mode & 0o060 == 0o060) or mode & 0o006 == 0o006
 
 
 def check_opencv(given: PreflightInput) -> Check:
@@ -241,6 +297,7 @@ CHECKS: tuple[Callable[[PreflightInput], Check], ...] = (
     check_system,
     check_precision,
     check_runtime,
+    check_cuda,
     check_opencv,
     check_camera,
     check_disk,

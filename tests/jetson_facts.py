@@ -15,6 +15,8 @@ from edgekit.agent.facts import describe_jetson, parse_dpkg
 
 DATA = Path(__file__).resolve().parent / "data" / "jetson"
 GIB = 2**30
+# What cudaDeviceGetAttribute(75/76) reports per SoC (shared/reference/tensorrt-on-jetson.md).
+COMPUTE_CAPABILITY = {"tegra210": "5.3", "tegra186": "6.2", "tegra194": "7.2", "tegra234": "8.7", "tegra264": "11.0"}
 
 # Compatible strings from documentation rather than a printed capture (see board_ids.md).
 ORIN_NANO_SUPER_COMPATIBLE = "nvidia,p3768-0000+p3767-0005-super\0nvidia,p3767-0005\0nvidia,tegra234\0"
@@ -62,11 +64,21 @@ def fact_set(
         "packages": {},
         "tensorrt": {"python": tensorrt, "package": tensorrt},
         "cuda": None,
+        "cuda_runtime": {
+            "library": "/usr/local/cuda/lib64/libcudart.so.12",
+            "tried": 2,
+            "version": "12.6",
+            "devices": 1,
+            "compute_capability": COMPUTE_CAPABILITY.get(jetson.get("soc") or ""),
+            "error": None,
+        },
+        # JetPack's udev rules: root:video, 0660.
+        "gpu_nodes": [{"path": "/dev/nvmap", "group": "video", "mode": "0660"}],
         "cv2": {"version": "4.8.0", "gstreamer": gstreamer},
         "gstreamer_elements": {"nvarguscamerasrc": gstreamer, "nvv4l2decoder": gstreamer},
         "numpy": "1.26.4",
         "onnxruntime": None,
-        "pycuda": None if tensorrt is None else "2024.1.2",
+        "pycuda": None,
         "systemd": True,
         "disk": {"path": "/var/lib", "free_bytes": int(free_gib * GIB), "total_bytes": 64 * GIB},
         "memory": {"total_bytes": int(memory_gib * 0.93 * GIB), "available_bytes": int(memory_gib * 0.7 * GIB)},

@@ -53,7 +53,7 @@ def refusal(found: dict[str, Check]) -> str:
 def test_supported_devices_pass(fact_set: str, profile: str) -> None:
     found = checks(facts(fact_set), profile)
     assert failures(found) == {}
-    assert list(found) == ["jetpack", "system", "precision", "runtime", "opencv", "camera", "disk", "memory"]
+    assert list(found) == ["jetpack", "system", "precision", "runtime", "cuda", "opencv", "camera", "disk", "memory"]
     require(list(found.values()))
 
 
@@ -127,11 +127,65 @@ def test_tensorrt_of_another_line_is_refused() -> None:
     assert "TensorRT 8.6.2.3" in problem and "expects 10.3" in problem
 
 
-def test_tensorrt_without_pycuda_is_refused_with_the_install_command() -> None:
-    data = facts("jp62-orin-nano", pycuda=None)
-    problem = failures(checks(data, "orin-nano-8gb-jp62"))["runtime"]
-    assert "cannot import pycuda" in problem and "sudo pip3 install pycuda" in problem
-    assert "runtime" not in failures(checks(facts("jp62-orin-nano"), "orin-nano-8gb-jp62"))
+def test_tensorrt_needs_no_pycuda() -> None:
+    # The default CUDA seam is ctypes over libcudart: a device without pycuda is fine.
+    found = checks(facts("jp62-orin-nano", pycuda=None), "orin-nano-8gb-jp62")
+    assert "runtime" not in failures(found) and "cuda" not in failures(found)
+    assert found["cuda"].detail == "CUDA 12.6 (/usr/local/cuda/lib64/libcudart.so.12), 1 GPU(s), compute 8.7"
+
+
+def runtime(**changes: Any) -> dict[str, Any]:
+    base = facts("jp62-orin-nano")["cuda_runtime"]
+    return dict(base, **changes)
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        (
+            {"cuda_runtime": runtime(library=None, tried=45)},
+            "no CUDA runtime library (libcudart.so.13, .12 or .11.0 in 45",
+        ),
+        (
+            {"cuda_runtime": runtime(devices=None, error="cudaErrorNoDevice: no CUDA-capable device is detected")},
+            "found no usable GPU (cudaErrorNoDevice: no CUDA-capable device is detected); check that the SSH user is "
+            "in the video group",
+        ),
+        ({"cuda_runtime": runtime(devices=0)}, "found no usable GPU (no GPU)"),
+        ({"cuda_runtime": runtime(compute_capability="7.2")}, "compute capability 7.2, but profile orin-nano-8gb-jp62"),
+        (
+            {"gpu_nodes": [{"path": "/dev/nvmap", "group": "root", "mode": "0600"}]},
+            "/dev/nvmap cannot be opened by the video group the service runs in",
+        ),
+    ],
+)
+def test_cuda_is_checked_for_real(changes: dict[str, Any], words: str) -> None:
+    found = checks(facts("jp62-orin-nano", **changes), "orin-nano-8gb-jp62")
+    assert words in failures(found)["cuda"]
+    message = refusal(found)
+    assert "nvidia-l4t" in message or "--profile" in message
+
+
+def test_a_world_open_gpu_node_is_fine() -> None:
+    data = facts("jp62-orin-nano", gpu_nodes=[{"path": "/dev/nvidia0", "group": "root", "mode": "0666"}])
+    assert "cuda" not in failures(checks(data, "orin-nano-8gb-jp62"))
+
+
+def test_the_pycuda_seam_needs_a_working_pycuda_driver() -> None:
+    flags = {"build": {"cuda": "pycuda"}}
+    problem = failures(checks(facts("jp62-orin-nano", pycuda=None), "orin-nano-8gb-jp62", flags=flags))["cuda"]
+    assert "cannot import pycuda.driver" in problem and 'drop build.cuda = "pycuda"' in problem
+    broken = {"version": "2024.1.2", "error": "cuInit failed: no CUDA-capable device is detected"}
+    problem = failures(checks(facts("jp62-orin-nano", pycuda=broken), "orin-nano-8gb-jp62", flags=flags))["cuda"]
+    assert "has a pycuda that fails: cuInit failed" in problem
+    working = {"version": "2024.1.2", "error": None}
+    found = checks(facts("jp62-orin-nano", pycuda=working), "orin-nano-8gb-jp62", flags=flags)
+    assert found["cuda"].ok and found["cuda"].detail.endswith("through pycuda")
+
+
+def test_cuda_is_not_asked_of_an_onnxruntime_device() -> None:
+    data = facts("jp62-orin-nano", cuda_runtime={"library": None, "tried": 3})
+    assert checks(data, "twin")["cuda"].ok
 
 
 def test_csi_camera_needs_the_node_gstreamer_and_argus() -> None:

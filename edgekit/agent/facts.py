@@ -7,7 +7,9 @@ still ships 3.6, and such a device must get a clear refusal, not a SyntaxError.
 Every parser is a pure function of the text a real Jetson shows.
 """
 
+import ctypes
 import glob
+import grp
 import importlib
 import json
 import os
@@ -37,6 +39,11 @@ CUDART_DIRS = (
 # Packages that say which L4T, JetPack and TensorRT the device has, when Python cannot.
 DPKG_PATTERNS = ("nvidia-l4t-core", "nvidia-jetpack", "tensorrt", "libnvinfer[0-9]*", "python3-libnvinfer")
 GST_ELEMENTS = ("nvarguscamerasrc", "nvv4l2decoder")
+# cudaDevAttrComputeCapabilityMajor / Minor: stable where cudaDeviceProp's layout is not.
+CUDA_ATTRIBUTE_CC_MAJOR = 75
+CUDA_ATTRIBUTE_CC_MINOR = 76
+# The nodes CUDA opens on a Jetson: nvhost and nvmap up to L4T 36, nvgpu, nvidia* on Thor.
+GPU_NODE_PATTERNS = ("/dev/nvhost-ctrl-gpu", "/dev/nvhost-gpu", "/dev/nvmap", "/dev/nvgpu/*/*", "/dev/nvidia*")
 COMMAND_TIMEOUT_S = 20
 
 _TEGRA_RE = re.compile(r"#\s*R(\d+)\s*\(release\),\s*REVISION:\s*(\d+(?:\.\d+)*)")
@@ -225,6 +232,78 @@ def cudart_candidates(python_path: Iterable[str] = ()) -> List[str]:
     return candidates
 
 
+def cuda_error(lib: Any, code: int) -> str:
+    """cudaGetErrorName: cudaGetErrorString, e.g. "cudaErrorNoDevice: no CUDA-capable device is detected"."""
+    lib.cudaGetErrorName.restype = ctypes.c_char_p
+    lib.cudaGetErrorString.restype = ctypes.c_char_p
+    name = lib.cudaGetErrorName(ctypes.c_int(code)) or b"cudaError %d" % code
+    text = lib.cudaGetErrorString(ctypes.c_int(code)) or b"unknown error"
+    return f"{name.decode()}: {text.decode()}"
+
+
+def probe_cuda_runtime(candidates: List[str]) -> Dict[str, Any]:
+    """What the device's CUDA runtime says: its library, version, GPUs and compute capability.
+
+    Asks what the TensorRT backend will ask, in the same order; it creates no CUDA context.
+    """
+    found = {"library": None, "tried": len(candidates), "version": None, "devices": None}  # type: Dict[str, Any]
+    found.update({"compute_capability": None, "error": None})
+    for candidate in candidates:
+        try:
+            lib = ctypes.CDLL(candidate)
+        except OSError:
+            continue
+        found["library"] = getattr(lib, "_name", candidate)
+        value = ctypes.c_int(0)
+        if lib.cudaRuntimeGetVersion(ctypes.byref(value)) == 0:
+            found["version"] = f"{value.value // 1000}.{value.value % 1000 // 10}"
+        code = lib.cudaGetDeviceCount(ctypes.byref(value))
+        if code != 0:
+            found["error"] = cuda_error(lib, code)
+            return found
+        found["devices"] = value.value
+        if value.value:
+            capability = []
+            for attribute in (CUDA_ATTRIBUTE_CC_MAJOR, CUDA_ATTRIBUTE_CC_MINOR):
+                code = lib.cudaDeviceGetAttribute(ctypes.byref(value), attribute, 0)
+                if code != 0:
+                    found["error"] = cuda_error(lib, code)
+                    return found
+                capability.append(str(value.value))
+            found["compute_capability"] = ".".join(capability)
+        return found
+    return found
+
+
+def _gpu_nodes() -> List[Dict[str, str]]:
+    nodes = []
+    for path in sorted({path for pattern in GPU_NODE_PATTERNS for path in glob.glob(pattern)}):
+        try:
+            status = os.stat(path)
+        except OSError:
+            continue
+        try:
+            group = grp.getgrgid(status.st_gid).gr_name
+        except KeyError:
+            group = str(status.st_gid)
+        nodes.append({"path": path, "group": group, "mode": f"{status.st_mode & 0o7777:04o}"})
+    return nodes
+
+
+def _pycuda() -> Optional[Dict[str, Optional[str]]]:
+    # `import pycuda` loads nothing compiled; only the driver module and init() prove it works.
+    driver = _import("pycuda.driver")
+    if driver is None:
+        return None
+    package = _import("pycuda")
+    found = {"version": str(getattr(package, "VERSION_TEXT", "unknown")), "error": None}  # type: Dict[str, Optional[str]]
+    try:
+        driver.init()
+    except Exception as exc:  # noqa: BLE001 - pycuda's own errors share no base with ImportError
+        found["error"] = str(exc)
+    return found
+
+
 def _import(name: str) -> Any:
     try:
         return importlib.import_module(name)
@@ -363,12 +442,14 @@ def collect_facts(state_dir: str = "/var/lib/edgekit") -> Dict[str, Any]:
         "packages": packages,
         "tensorrt": _tensorrt(packages),
         "cuda": _cuda(),
+        "cuda_runtime": probe_cuda_runtime(cudart_candidates(sys.path)),
+        "gpu_nodes": _gpu_nodes(),
         "cv2": _cv2(),
         "gstreamer_elements": _gst_elements(),
         "numpy": _version("numpy"),
         "onnxruntime": _version("onnxruntime"),
-        # The TensorRT backend's CUDA seam; importing it does not touch the GPU.
-        "pycuda": _version("pycuda"),
+        # The TensorRT backend's optional pycuda seam (build cuda = "pycuda").
+        "pycuda": _pycuda(),
         "systemd": os.path.isdir("/run/systemd/system"),
         "disk": _disk(state_dir),
         "memory": _memory(),

@@ -12,10 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from fake_cudart import build_fake_cudart
 
 from edgekit.agent import facts as facts_module
 from edgekit.agent.facts import (
     collect_facts,
+    cudart_candidates,
     describe_jetson,
     module_entries,
     parse_board_ids,
@@ -26,6 +28,7 @@ from edgekit.agent.facts import (
     parse_meminfo,
     parse_soc,
     parse_tegra_release,
+    probe_cuda_runtime,
     version_prefix,
 )
 
@@ -460,6 +463,8 @@ def check_facts(facts, state_dir_parent):
         "packages",
         "tensorrt",
         "cuda",
+        "cuda_runtime",
+        "gpu_nodes",
         "cv2",
         "gstreamer_elements",
         "numpy",
@@ -486,6 +491,8 @@ def check_facts(facts, state_dir_parent):
     assert isinstance(facts["cameras"]["by_id"], dict)
     assert isinstance(facts["systemd"], bool)
     assert isinstance(facts["hostname"], str)
+    assert set(facts["cuda_runtime"]) == {"library", "tried", "version", "devices", "compute_capability", "error"}
+    assert all(set(node) == {"path", "group", "mode"} for node in facts["gpu_nodes"])
 
 
 def test_collect_facts_on_this_machine(tmp_path):
@@ -515,3 +522,47 @@ def test_running_the_source_as_the_host_does(tmp_path):
     facts = json.loads(lines[0])
     assert isinstance(facts, dict)
     check_facts(facts, tmp_path)
+
+
+# --- CUDA, asked the way the TensorRT backend will ask -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fake_cudart(tmp_path_factory):
+    return build_fake_cudart(tmp_path_factory.getbasetemp() / "fake-cudart")
+
+
+def test_cuda_runtime_reports_the_gpu(fake_cudart, monkeypatch):
+    monkeypatch.setenv("FAKE_CUDART_CC", "7.2")
+    monkeypatch.delenv("FAKE_CUDART_DEVICES", raising=False)
+    found = probe_cuda_runtime(["libcudart.so.99", str(fake_cudart)])
+    assert found == {
+        "library": str(fake_cudart),
+        "tried": 2,
+        "version": "12.6",
+        "devices": 1,
+        "compute_capability": "7.2",
+        "error": None,
+    }
+
+
+def test_cuda_runtime_without_a_gpu_says_what_cuda_said(fake_cudart, monkeypatch):
+    monkeypatch.setenv("FAKE_CUDART_DEVICES", "0")
+    found = probe_cuda_runtime([str(fake_cudart)])
+    assert found["devices"] is None and found["compute_capability"] is None
+    assert found["error"] == "cudaErrorNoDevice: no CUDA-capable device is detected"
+
+
+def test_cuda_runtime_missing(tmp_path):
+    found = probe_cuda_runtime([str(tmp_path / "libcudart.so.12"), "libcudart.so.0-not-here"])
+    assert found["library"] is None and found["tried"] == 2 and found["error"] is None
+
+
+def test_cudart_is_searched_by_soname_first_then_in_cuda_directories(tmp_path):
+    candidates = cudart_candidates([str(tmp_path)])
+    assert candidates[0] == "libcudart.so.13"
+    sonames = [c for c in candidates if "/" not in c]
+    assert sonames == ["libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0"]
+    twelve = candidates.index("libcudart.so.12")
+    assert candidates[twelve + 1] == "/usr/local/cuda/lib64/libcudart.so.12"
+    assert str(tmp_path / "nvidia" / "cuda_runtime" / "lib" / "libcudart.so.12") in candidates
