@@ -53,6 +53,7 @@ import functools
 import hashlib
 import json
 import operator
+import os
 import sys
 import types
 from collections.abc import Callable
@@ -101,6 +102,11 @@ _ONNX_TYPES = {
     onnx.TensorProto.BOOL: "BOOL",
     onnx.TensorProto.UINT8: "UINT8",
 }
+_LAZY_LOADING = (
+    "CUDA lazy loading is not enabled. Enabling it can significantly reduce device memory usage and speed up "
+    'TensorRT initialization. See "Lazy Loading" section of CUDA documentation '
+    "https://docs.nvidia.com/cuda/cuda-c-programming-guide/index.html#lazy-loading"
+)
 _NO_CALIBRATION = (
     "Calibration failure occurred with no scaling factors detected. This could be due to no int8 calibrator "
     "or insufficient custom scales for network layers. Please see int8 sample to setup calibration correctly."
@@ -1150,6 +1156,9 @@ class _ImplRuntime:
         _StandIn.__init__(self)
         self._logger = _instance_arg(self._ctx, logger, "ILogger", "Runtime")
         self._dla_core = -1
+        if os.environ.get("CUDA_MODULE_LOADING") != "LAZY":
+            # What TensorRT 8.5 and later say on every runtime a process makes.
+            self._ctx.emit(self._logger, "WARNING", _LAZY_LOADING)
 
     def deserialize_cuda_engine(self, serialized_engine: Any) -> Any:
         ctx = self._ctx
