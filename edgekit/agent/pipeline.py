@@ -21,6 +21,8 @@ from .grabber import Frame, Grabber
 
 DEPTH = 2
 POLL_S = 0.2
+# A stage is at most one frame's work from seeing the stop.
+STOP_TIMEOUT_S = 5.0
 
 
 class Inferred(NamedTuple):
@@ -50,6 +52,7 @@ class Pipeline:
         prepare: Callable[[np.ndarray], np.ndarray],
         infer: Callable[[np.ndarray], list[np.ndarray]],
         depth: int = DEPTH,
+        stop_timeout_s: float = STOP_TIMEOUT_S,
     ) -> None:
         self._grabber = grabber
         self._prepare = prepare
@@ -57,6 +60,7 @@ class Pipeline:
         self._prepared: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._inferred: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
+        self._stop_timeout_s = stop_timeout_s
         self._threads = [
             threading.Thread(target=self._guarded, args=(self._preprocess_stage, self._prepared), name="pre"),
             threading.Thread(target=self._guarded, args=(self._infer_stage, self._inferred), name="infer"),
@@ -83,12 +87,15 @@ class Pipeline:
         assert isinstance(item, Inferred)
         return item
 
-    def close(self) -> None:
+    def close(self) -> bool:
+        """Stops the stages; False if one is still running (an engine call that hangs)."""
         self._stop.set()
         self._grabber.close()
+        deadline = time.monotonic() + self._stop_timeout_s
         for thread in self._threads:
-            # A stage is at most one frame's work from seeing the stop.
-            thread.join(timeout=5.0)
+            if thread.ident is not None:
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in self._threads)
 
     def _guarded(self, stage: Callable[[], None], output: queue.Queue[Any]) -> None:
         try:

@@ -117,6 +117,25 @@ def _load_log(line: str) -> None:
     notify("STATUS=" + line)
 
 
+class BackendOwner:
+    """Closes the backend at shutdown, unless an inference may still be running on it:
+    TensorRT would then read buffers that were just freed. The process exit frees them."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.in_use = False
+
+    def close(self) -> None:
+        if self.in_use:
+            _log("inference did not stop in time; its buffers are left to the process exit")
+            return
+        self.backend.close()
+
+
+def stop_pipeline(pipeline: Pipeline, owner: BackendOwner) -> None:
+    owner.in_use = not pipeline.close()
+
+
 class Service(NamedTuple):
     site: SiteConfig
     release: Release
@@ -135,7 +154,8 @@ def _start(config_path: str, engines_dir: str, stack: contextlib.ExitStack) -> S
     notify(f"STATUS=loading release {release.release}")
     with extending_start_timeout():
         backend = load_backend(release, engines_dir, _load_log)
-    stack.callback(backend.close)
+    owner = BackendOwner(backend)
+    stack.callback(owner.close)
     metrics = Metrics()
     # The pid lets `edgekit status` tell this service's metrics from another process's.
     metrics.set_info(release=release.release, task=release.task, backend=release.backend, pid=str(os.getpid()))
@@ -169,7 +189,7 @@ def _start(config_path: str, engines_dir: str, stack: contextlib.ExitStack) -> S
     grabber.start(first)
     pipeline = Pipeline(grabber, lambda image: preprocess(image, release.preprocess), _inference(backend, release))
     pipeline.start()
-    stack.callback(pipeline.close)
+    stack.callback(stop_pipeline, pipeline, owner)
     writer = ResultWriter(site.results.path, site.results.max_bytes, site.results.backups, log=_log)
     stack.callback(writer.close)
     sinks = open_sinks(site, _log, metrics.add)

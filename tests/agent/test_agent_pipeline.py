@@ -114,3 +114,50 @@ def test_a_file_that_fails_part_way_is_an_error_not_an_end():
     with pytest.raises(AgentError, match="the image is corrupt"):
         collect(pipeline)
     pipeline.close()
+
+
+def test_close_tells_whether_an_inference_is_still_running():
+    running, release = threading.Event(), threading.Event()
+
+    def infer(tensor):
+        running.set()
+        release.wait(10)
+        return [tensor]
+
+    recorder = Recorder()
+    grabber = Grabber(Opener(), "every", 5.0, recorder.log, recorder.count)
+    grabber.start(Scripted(range(3)))
+    pipeline = Pipeline(grabber, lambda image: image, infer, stop_timeout_s=0.2)
+    pipeline.start()
+    assert running.wait(5)
+    started = time.monotonic()
+    assert pipeline.close() is False
+    assert time.monotonic() - started < 2
+    release.set()
+    assert pipeline.close() is True
+
+
+def test_the_backend_is_closed_only_once_inference_has_stopped():
+    from edgekit.agent.service import BackendOwner, stop_pipeline
+
+    class Backend:
+        closed = False
+
+        def close(self):
+            self.closed = True
+
+    class Stuck:
+        def close(self):
+            return False
+
+    class Stopped:
+        def close(self):
+            return True
+
+    for pipeline, closed in ((Stuck(), False), (Stopped(), True)):
+        backend = Backend()
+        owner = BackendOwner(backend)
+        # The order the service's exit stack runs them in: the pipeline, then the backend.
+        stop_pipeline(pipeline, owner)
+        owner.close()
+        assert backend.closed is closed
