@@ -17,6 +17,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+import edgekit.bundle
+from edgekit.bundle import Bundle, BundleRequest, build_bundle
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "digits"
+
 LABELS = [f"c{i}" for i in range(10)]
 PREPROCESS = {
     "input_name": "image",
@@ -138,3 +143,27 @@ def notify_socket() -> Iterator[tuple[socket.socket, str]]:
     finally:
         sock.close()
         shutil.rmtree(directory)
+
+
+def _digits_bundle(tmp_path_factory: pytest.TempPathFactory, holdout: Path | None) -> Bundle:
+    """The host's own bundle of the sample digits model, cached in a folder of the test run's."""
+    original = edgekit.bundle.CACHE_DIR
+    edgekit.bundle.CACHE_DIR = tmp_path_factory.mktemp("bundles")
+    try:
+        return build_bundle(
+            BundleRequest(model=SAMPLES / "model.onnx", calib_dir=SAMPLES / "calib", holdout_dir=holdout)
+        )
+    finally:
+        edgekit.bundle.CACHE_DIR = original
+
+
+@pytest.fixture(scope="session")
+def digits_bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
+    """With the sample's labelled hold-out set: 300 calibration images, 360 gate samples."""
+    return _digits_bundle(tmp_path_factory, SAMPLES / "holdout")
+
+
+@pytest.fixture(scope="session")
+def digits_split_bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
+    """Hold-out split off the calibration images: 240 to calibrate on, 60 for the gate."""
+    return _digits_bundle(tmp_path_factory, None)

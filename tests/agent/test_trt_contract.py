@@ -18,25 +18,17 @@ import pytest
 from fake_cuda import FakeCuda
 from trt_standin import VERSIONS, calls, make_tensorrt, read_engine
 
-import edgekit.bundle
 from edgekit.agent.backends.tensorrt.builder import BuildOptions, build_engine
 from edgekit.agent.backends.tensorrt.runner import TensorRTBackend, deserialize
 from edgekit.agent.errors import AgentError
-from edgekit.bundle import BundleRequest, build_bundle
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "digits"
 CALIBRATORS = ("8.5", "8.6", "10.3", "10.13")
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    # The host's own bundle: the FP32 model, its Q/DQ twin and calib.npy.
-    original = edgekit.bundle.CACHE_DIR
-    edgekit.bundle.CACHE_DIR = tmp_path_factory.mktemp("bundles")
-    try:
-        return build_bundle(BundleRequest(model=SAMPLES / "model.onnx", calib_dir=SAMPLES / "calib", holdout_dir=None))
-    finally:
-        edgekit.bundle.CACHE_DIR = original
+def bundle(digits_split_bundle):
+    return digits_split_bundle
 
 
 def options(bundle, tmp_path, precision="int8", int8="calibrator", **changes):

@@ -17,7 +17,6 @@ import pytest
 from fake_cuda import FakeCuda
 from trt_standin import calls, make_tensorrt, read_engine
 
-import edgekit.bundle
 from edgekit.agent.backends.tensorrt import engine as trt_engine
 from edgekit.agent.backends.tensorrt.cache import EngineCache
 from edgekit.agent.backends.tensorrt.engine import open_engine
@@ -25,7 +24,6 @@ from edgekit.agent.backends.tensorrt.progress import make_progress_monitor, pars
 from edgekit.agent.build import run_build
 from edgekit.agent.config import load_release
 from edgekit.agent.errors import AgentError
-from edgekit.bundle import BundleRequest, build_bundle
 from edgekit.profiles import load_profile
 from edgekit.provision import release_files, release_manifest
 from edgekit.settings import merge_settings
@@ -43,15 +41,8 @@ DEVICES = [
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    original = edgekit.bundle.CACHE_DIR
-    edgekit.bundle.CACHE_DIR = tmp_path_factory.mktemp("bundles")
-    try:
-        return build_bundle(
-            BundleRequest(model=SAMPLES / "model.onnx", calib_dir=SAMPLES / "calib", holdout_dir=SAMPLES / "holdout")
-        )
-    finally:
-        edgekit.bundle.CACHE_DIR = original
+def bundle(digits_bundle):
+    return digits_bundle
 
 
 def lay_out_release(bundle, directory: Path, profile: str, precision: str | None = None) -> Path:

@@ -16,24 +16,17 @@ from fake_cuda import FakeCuda
 from onnx import TensorProto, helper, numpy_helper
 from trt_standin import calls, make_tensorrt, read_engine
 
-import edgekit.bundle
 from edgekit.agent.backends.tensorrt.builder import BuildOptions, build_engine, calibration_batch, calibration_data
 from edgekit.agent.backends.tensorrt.runner import TensorRTBackend, deserialize
 from edgekit.agent.errors import AgentError
-from edgekit.bundle import BundleRequest, build_bundle
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "digits"
 CALIBRATORS = ("8.5", "8.6", "10.3", "10.13")
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    original = edgekit.bundle.CACHE_DIR
-    edgekit.bundle.CACHE_DIR = tmp_path_factory.mktemp("bundles")
-    try:
-        return build_bundle(BundleRequest(model=SAMPLES / "model.onnx", calib_dir=SAMPLES / "calib", holdout_dir=None))
-    finally:
-        edgekit.bundle.CACHE_DIR = original
+def bundle(digits_split_bundle):
+    return digits_split_bundle
 
 
 def opts(model: Path, tmp_path: Path, precision: str = "fp32", **changes) -> BuildOptions:

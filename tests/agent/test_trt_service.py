@@ -21,9 +21,7 @@ import onnxruntime
 import pytest
 from fake_cudart import build_fake_cudart
 
-import edgekit.bundle
 from edgekit.agent.preprocess import PreprocessSpec, preprocess
-from edgekit.bundle import BundleRequest, build_bundle
 from edgekit.profiles import load_profile
 from edgekit.provision import release_files, release_manifest
 from edgekit.settings import merge_settings
@@ -36,15 +34,8 @@ FRAMES = 40
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    original = edgekit.bundle.CACHE_DIR
-    edgekit.bundle.CACHE_DIR = tmp_path_factory.mktemp("bundles")
-    try:
-        return build_bundle(
-            BundleRequest(model=SAMPLES / "model.onnx", calib_dir=SAMPLES / "calib", holdout_dir=SAMPLES / "holdout")
-        )
-    finally:
-        edgekit.bundle.CACHE_DIR = original
+def bundle(digits_bundle):
+    return digits_bundle
 
 
 @pytest.fixture(scope="module")
