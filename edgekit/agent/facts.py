@@ -39,7 +39,7 @@ CUDART_DIRS = (
 # Packages that say which L4T, JetPack and TensorRT the device has, when Python cannot.
 DPKG_PATTERNS = ("nvidia-l4t-core", "nvidia-jetpack", "tensorrt", "libnvinfer[0-9]*", "python3-libnvinfer")
 GST_ELEMENTS = ("nvarguscamerasrc", "nvv4l2decoder")
-# cudaDevAttrComputeCapabilityMajor / Minor: stable where cudaDeviceProp's layout is not.
+# cudaDevAttrComputeCapabilityMajor / Minor: cudaDeviceProp's layout changed between CUDA 12 and 13.
 CUDA_ATTRIBUTE_CC_MAJOR = 75
 CUDA_ATTRIBUTE_CC_MINOR = 76
 # The nodes CUDA opens on a Jetson: nvhost and nvmap up to L4T 36, nvgpu, nvidia* on Thor.
@@ -238,7 +238,7 @@ def cuda_error(lib: Any, code: int) -> str:
     lib.cudaGetErrorString.restype = ctypes.c_char_p
     name = lib.cudaGetErrorName(ctypes.c_int(code)) or b"cudaError %d" % code
     text = lib.cudaGetErrorString(ctypes.c_int(code)) or b"unknown error"
-    return f"{name.decode()}: {text.decode()}"
+    return "{}: {}".format(name.decode("utf-8", "replace"), text.decode("utf-8", "replace"))
 
 
 def probe_cuda_runtime(candidates: List[str]) -> Dict[str, Any]:

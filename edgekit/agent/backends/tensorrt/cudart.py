@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ...errors import AgentError
-from ...facts import cudart_candidates
+from ...facts import CUDA_ATTRIBUTE_CC_MAJOR, CUDA_ATTRIBUTE_CC_MINOR, cuda_error, cudart_candidates
 
 _int_p = ctypes.POINTER(ctypes.c_int)
 _void_pp = ctypes.POINTER(ctypes.c_void_p)
@@ -43,10 +43,6 @@ SIGNATURES: dict[str, tuple[Any, tuple[Any, ...]]] = {
     ),
 }
 CUDA_ERROR_NO_DEVICE = 100
-# cudaDeviceAttr values; cudaGetDeviceProperties is avoided because its struct's layout
-# changed between CUDA 12 and 13.
-_ATTR_CC_MAJOR = 75
-_ATTR_CC_MINOR = 76
 # cudaMemcpyKind values.
 _HOST_TO_DEVICE = 1
 _DEVICE_TO_HOST = 2
@@ -116,7 +112,7 @@ class CudaRuntime:
     # -- the seam -------------------------------------------------------------------------
 
     def compute_capability(self) -> tuple[int, int]:
-        return self._attribute(_ATTR_CC_MAJOR), self._attribute(_ATTR_CC_MINOR)
+        return self._attribute(CUDA_ATTRIBUTE_CC_MAJOR), self._attribute(CUDA_ATTRIBUTE_CC_MINOR)
 
     def mem_alloc(self, nbytes: int) -> int:
         pointer = ctypes.c_void_p()
@@ -220,9 +216,7 @@ class CudaRuntime:
             raise AgentError("backend", f"CUDA {function} failed: {self._describe(code)}.")
 
     def _describe(self, code: int) -> str:
-        name = self._lib.cudaGetErrorName(code) or b"unknown error code"
-        text = self._lib.cudaGetErrorString(code) or b""
-        return f"{name.decode(errors='replace')}: {text.decode(errors='replace')}"
+        return cuda_error(self._lib, code)
 
 
 def _host_array(array: Any, what: str, writable: bool) -> np.ndarray:
