@@ -16,7 +16,8 @@ from typing import Any, Callable
 from ...errors import AgentError
 from ...files import read_or_none, write_atomically
 
-ENGINE_CACHE_VERSION = 1
+# 2: calibration reads every image (before, TensorRT read one image of each batch of 8).
+ENGINE_CACHE_VERSION = 2
 
 
 def engine_key(
