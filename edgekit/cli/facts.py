@@ -46,6 +46,16 @@ def facts_command(
         _table(answer)
 
 
+def _gpu(runtime: dict[str, Any]) -> str:
+    """What the CUDA runtime answered, as the TensorRT backend will ask it."""
+    if not runtime.get("library"):
+        return "no libcudart"
+    found = runtime.get("error") or (
+        f"compute {runtime['compute_capability']}, {runtime['devices']} GPU(s)" if runtime.get("devices") else "no GPU"
+    )
+    return f"{found} (libcudart {runtime.get('version') or '?'}, {runtime['library']})"
+
+
 def _table(answer: dict[str, Any]) -> None:
     facts = answer["facts"]
     jetson, tensorrt, cv2 = facts["jetson"], facts.get("tensorrt") or {}, facts.get("cv2")
@@ -63,6 +73,7 @@ def _table(answer: dict[str, Any]) -> None:
             or (f"{tensorrt['package']} (not importable)" if tensorrt.get("package") else "none"),
         ),
         ("CUDA", facts.get("cuda") or "none"),
+        ("GPU", _gpu(facts.get("cuda_runtime") or {})),
         ("Python", f"{facts['python']['version']} ({facts['python']['executable']})"),
         ("OpenCV", "none" if cv2 is None else f"{cv2['version']}, GStreamer {'yes' if cv2['gstreamer'] else 'no'}"),
         (

@@ -52,6 +52,7 @@ def test_facts_detect_the_twin_and_write_nothing(twin: TwinInfo, tmp_path: Path)
     table = edgekit("facts", *ssh_args(twin), home=tmp_path)
     assert table.returncode == 0, table.stderr
     assert "twin (detected)" in table.stdout and "36.4.3 (from nv_tegra_release)" in table.stdout
+    assert "no libcudart" in table.stdout
 
 
 def test_check_passes_on_the_twin_and_installs_nothing(twin: TwinInfo, tmp_path: Path) -> None:
