@@ -62,7 +62,7 @@ def test_check_passes_on_the_twin_and_installs_nothing(twin: TwinInfo, tmp_path:
     plan = json.loads(done.stdout)
     assert plan["ok"] is True and plan["profile"] == "twin"
     assert [check["name"] for check in plan["checks"] if check["ok"]] == [
-        "jetpack", "system", "precision", "runtime", "opencv", "camera", "disk", "memory",
+        "jetpack", "system", "precision", "runtime", "cuda", "opencv", "camera", "disk", "memory",
     ]  # fmt: skip
     assert written(twin) == before
 
@@ -84,8 +84,11 @@ def test_check_on_a_module_twin_lists_what_it_lacks(orin_twin: TwinInfo, tmp_pat
     assert "cannot import tensorrt" in failed["runtime"]
     assert "no /dev/video0 for csi://0" in failed["camera"]
     assert "no nvarguscamerasrc" in failed["opencv"]
+    # A twin has no CUDA: the runtime library is looked for where JetPack puts it.
+    assert "no CUDA runtime library (libcudart.so.13, .12 or .11.0" in failed["cuda"]
+    assert "nvidia-l4t-cuda" in failed["cuda"]
     assert "Traceback" not in done.stderr
-    assert done.stderr.startswith("PreflightFailed: Preflight found 3 problems (runtime, opencv, camera)")
+    assert done.stderr.startswith("PreflightFailed: Preflight found 4 problems (runtime, cuda, opencv, camera)")
     assert written(orin_twin) == before
 
 
