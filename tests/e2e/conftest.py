@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from trt_twin import install_tensorrt
 
 from edgekit.profiles import load_profile
 from edgekit.twin import TwinInfo, twin_down, twin_up
@@ -32,6 +33,14 @@ def twin() -> Iterator[TwinInfo]:
 def orin_twin() -> Iterator[TwinInfo]:
     """A twin showing the identity of an Orin Nano 8GB on JetPack 6.2 (but no TensorRT, no camera)."""
     with booted("orin", "orin-nano-8gb-jp62") as info:
+        yield info
+
+
+@pytest.fixture(scope="module")
+def trt_twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwinInfo]:
+    """An Orin Nano 8GB twin with CUDA 12.6 and TensorRT 10.3: the agent tests' fake libcudart and stand-in."""
+    with booted("trt", "orin-nano-8gb-jp62") as info:
+        install_tensorrt(info, tmp_path_factory.mktemp("trt-twin"))
         yield info
 
 

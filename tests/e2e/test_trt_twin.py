@@ -1,0 +1,181 @@
+"""End to end: the TensorRT backend, on a twin provisioned like a real Orin Nano 8GB on JetPack 6.2.
+
+The twin's TensorRT and CUDA are the agent tests' stand-ins (trt_twin.py); everything
+else is what runs on a Jetson: detection and preflight over SSH, the engine built and
+calibrated in the transient build unit, the gate, and the camera service under systemd.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pytest
+from test_camera_twin import status, unit
+from test_provision_twin import SAMPLES, edgekit, on_twin, provision_args
+from trt_twin import CUDART, FULL_VERSION
+
+from edgekit.twin import TwinInfo, twin_exec
+from edgekit.twin.machine import _state_dir
+
+pytestmark = pytest.mark.e2e
+UNIT = "edgekit-camera.service"
+RESULTS = "/var/lib/edgekit/results/results.jsonl"
+ENGINES = "/var/lib/edgekit/engines"
+# Both streams go to the journal in the shipped unit, where nothing tells them apart; this
+# test-only drop-in gives stdout a file of its own and leaves stderr in the journal.
+STREAMS_DROPIN = "etc/systemd/system/edgekit-camera.service.d/zz-e2e-streams.conf"
+STDOUT = "/run/edgekit-camera.stdout"
+SERVE_S = 60.0
+# The service's own model loading, with TensorRT's stock Logger (std::cout, as the real
+# bindings' is) in place of the agent's stderr ILogger: what stdout would carry then.
+STOCK_LOGGER_LOAD = """\
+import sys
+
+sys.path.insert(0, sys.argv[1] + "/agent.pyz")
+from edgekit.agent.backends import load_backend
+from edgekit.agent.backends.tensorrt import logger
+from edgekit.agent.config import load_release
+
+logger.make_logger = lambda trt, min_severity="WARNING": trt.Logger()
+load_backend(load_release(sys.argv[1]), sys.argv[2], lambda line: print(line, file=sys.stderr)).close()
+"""
+
+
+@pytest.fixture(scope="module")
+def provisioned(
+    trt_twin: TwinInfo, tmp_path_factory: pytest.TempPathFactory, free_ports: Callable[[], int]
+) -> dict[str, Any]:
+    home = tmp_path_factory.mktemp("trt-home")
+    dropin = _state_dir(trt_twin.name) / "root" / STREAMS_DROPIN
+    dropin.parent.mkdir(parents=True)
+    dropin.write_text(f"[Service]\nStandardOutput=append:{STDOUT}\nStandardError=journal\n")
+    # Twins share this machine's network, so the service gets a port of its own.
+    args = provision_args(
+        trt_twin, home / "known_hosts", "--accept-new-host-key", "--json", "--metrics-port", str(free_ports())
+    )
+    done = edgekit(*args, home=home)
+    assert done.returncode == 0, done.stderr
+    return {"home": home, "result": json.loads(done.stdout), "stderr": done.stderr}
+
+
+def not_results(lines: Iterable[str]) -> list[str]:
+    """The lines that are not a JSON result record each."""
+    bad = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict) or "frame" not in record:
+            bad.append(line)
+    return bad
+
+
+def newest_record(twin: TwinInfo) -> dict[str, Any]:
+    record: dict[str, Any] = json.loads(on_twin(twin, "tail", "-n", "1", RESULTS))
+    return record
+
+
+def test_the_orin_is_detected_and_tensorrt_builds_calibrates_and_passes_the_gate(
+    trt_twin: TwinInfo, provisioned: dict[str, Any]
+) -> None:
+    result = provisioned["result"]
+    assert (result["profile"], result["backend"], result["precision"]) == ("orin-nano-8gb-jp62", "tensorrt", "int8")
+    assert result["gate"]["samples"] == 360 and result["gate"]["top1_agreement"] >= 0.99
+
+    # The build unit's own journal: TensorRT parsed the model and calibrated on every image.
+    build = on_twin(trt_twin, "journalctl", "-u", f"edgekit-build-{result['release']}.service", "-o", "cat")
+    images = len(list((SAMPLES / "calib").iterdir()))
+    assert f"TensorRT {FULL_VERSION}: parsed" in build
+    assert re.search(rf"^calibrating on {images} of {images} images in batches of \d+$", build, re.MULTILINE)
+    batches = re.findall(r"^progress: calibration (\d+)/(\d+)$", build, re.MULTILINE)
+    assert batches and batches[-1][0] == batches[-1][1]
+    assert f"device: calibrating on {images} of {images} images" in provisioned["stderr"]
+    answer = json.loads(on_twin(trt_twin, "cat", f"{ENGINES}/builds/{result['release']}.json"))
+    assert answer["backend"] == "tensorrt" and answer["gate"]["top1_agreement"] == result["gate"]["top1_agreement"]
+
+    # The engine in the cache was built by TensorRT 10.3 for compute 8.7, from the calibration.
+    engines = _state_dir(trt_twin.name) / "root" / ENGINES.lstrip("/")
+    [manifest_path] = engines.glob("*.json")
+    manifest = json.loads(manifest_path.read_text())
+    assert (manifest["tensorrt"], manifest["compute_capability"]) == (FULL_VERSION, "8.7")
+    assert (manifest["precision"], manifest["options"]["int8"]) == ("int8", "calibrator")
+    magic, _, body = manifest_path.with_suffix(".engine").read_bytes().partition(b"\n")
+    assert magic == b"TRT-standin-engine"
+    built = json.loads(body)
+    assert built["trt"] == FULL_VERSION and "INT8" in built["flags"]
+    assert (built["calibration"]["source"], built["calibration"]["images"]) == ("batches", images)
+
+
+def test_the_service_serves_through_tensorrt_for_a_minute_without_a_restart(
+    trt_twin: TwinInfo, provisioned: dict[str, Any]
+) -> None:
+    before = unit(trt_twin)
+    assert (before["ActiveState"], before["NRestarts"]) == ("active", "0")
+    pid = before["MainPID"]
+    shown = status(trt_twin, provisioned["home"])["metrics"]
+    assert shown["info"]["backend"] == "tensorrt" and shown["info"]["pid"] == pid
+    # The engine runs on the one CUDA runtime library the seam and TensorRT share.
+    maps = on_twin(trt_twin, "cat", f"/proc/{pid}/maps")
+    assert {line.split()[-1] for line in maps.splitlines() if "libcudart" in line} == {CUDART}
+    assert "onnxruntime" in maps
+
+    started = time.monotonic()
+    last = newest_record(trt_twin)
+    while time.monotonic() - started < SERVE_S:
+        time.sleep(10)
+        state, record = unit(trt_twin), newest_record(trt_twin)
+        assert (state["MainPID"], state["NRestarts"], state["ActiveState"]) == (pid, "0", "active")
+        assert str(record["pid"]) == pid and record["frame"] > last["frame"] + 200, (last, record)
+        last = record
+
+    after = status(trt_twin, provisioned["home"])["metrics"]
+    assert after["info"]["pid"] == pid and after["frames"] > shown["frames"] + SERVE_S * 20
+    assert after["latency_ms"]["infer"]["p50"] > 0
+    lines = on_twin(trt_twin, "tail", "-n", "300", RESULTS).splitlines()
+    records = [json.loads(line) for line in lines]
+    truth = dict(
+        (int(row.split(",")[0]), row.split(",")[1])
+        for row in (SAMPLES / "clip_labels.csv").read_text().splitlines()[1:]
+    )
+    right = sum(r["top"][0]["label"] == truth[r["frame"] % len(truth)] for r in records)
+    assert right / len(records) >= 0.95
+
+
+def test_stdout_carries_only_result_records(trt_twin: TwinInfo, provisioned: dict[str, Any]) -> None:
+    pid = int(unit(trt_twin)["MainPID"])
+    stdout = on_twin(trt_twin, "cat", STDOUT).splitlines()
+    assert not_results(stdout) == []
+    assert sum(json.loads(line)["pid"] == pid for line in stdout) > 100
+    # TensorRT did have something to say, and it went to stderr (the journal).
+    journal = on_twin(trt_twin, "journalctl", "-u", UNIT, "-o", "cat", "--no-pager")
+    assert "TensorRT warning: CUDA lazy loading is not enabled" in journal
+
+    # The check fails where it should: the same load with TensorRT's own Logger writes to stdout.
+    leaked = "/run/edgekit-e2e-stock-logger.stdout"
+    done = twin_exec(
+        trt_twin.name,
+        [
+            "systemd-run",
+            "--wait",
+            "--quiet",
+            "--property=User=edgekit",
+            "--property=Group=edgekit",
+            "--property=Environment=HOME=/var/cache/edgekit",
+            f"--property=StandardOutput=file:{leaked}",
+            "--property=StandardError=journal",
+            "--",
+            "/var/lib/edgekit/venv/bin/python",
+            "-c",
+            STOCK_LOGGER_LOAD,
+            "/var/lib/edgekit/current",
+            ENGINES,
+        ],
+    )
+    assert done.returncode == 0, done.stderr
+    bad = not_results(on_twin(trt_twin, "cat", leaked).splitlines())
+    assert bad and bad[0].startswith("[TRT] [W] CUDA lazy loading is not enabled"), bad
