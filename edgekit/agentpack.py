@@ -14,7 +14,7 @@ import edgekit.agent
 AGENT_DIR = Path(edgekit.agent.__file__).resolve().parent
 # The package root is a stub on the device: the host package never travels.
 PACKAGE_STUB = '"""edgekit device agent (zipapp)."""\n'
-MAIN = "import sys\n\nfrom edgekit.agent.__main__ import main\n\nsys.exit(main())\n"
+MAIN = "from edgekit.agent.__main__ import exit_process, main\n\nexit_process(main())\n"
 FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import threading
 from typing import Any
 
 from . import AGENT_PROTOCOL, ENGINES_DIR
@@ -77,5 +79,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def exit_process(code: int) -> None:
+    """``sys.exit(code)``, unless a thread is still running, such as a camera read abandoned
+    past its deadline and still inside the driver. Interpreter shutdown would end that
+    thread by unwinding it through OpenCV's C++ frames, whose catch-all blocks make glibc
+    abort ("FATAL: exception not rethrown"): a clean stop would end in SIGABRT. Such a call
+    cannot be interrupted, so the process then ends without the interpreter's shutdown,
+    once everything it wrote is flushed (the service closed its files before returning)."""
+    if any(thread.is_alive() for thread in threading.enumerate() if thread is not threading.main_thread()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

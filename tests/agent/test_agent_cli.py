@@ -114,3 +114,33 @@ def test_serve_with_a_missing_config_exits_1(tmp_path):
     error = json.loads(done.stdout)["error"]
     assert error["kind"] == "config"
     assert str(tmp_path / "c.json") in error["message"]
+
+
+EXIT_WITH_A_THREAD_IN_A_CALL = """
+import atexit, sys, threading, time
+from edgekit.agent.__main__ import exit_process
+
+atexit.register(lambda: print("interpreter shutdown ran", flush=True))
+stuck = sys.argv[1] == "stuck"
+if stuck:
+    # Stands in for a camera read abandoned past its deadline, still inside the driver.
+    threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
+print("results flushed", end="")
+exit_process(3)
+"""
+
+
+def test_the_agent_exits_without_interpreter_shutdown_while_a_call_is_still_running():
+    # Shutdown would unwind such a thread through OpenCV's C++ frames, and glibc aborts
+    # ("FATAL: exception not rethrown"): exit 3 must stay exit 3, with stdout flushed.
+    for state, shutdown in (("stuck", False), ("idle", True)):
+        done = subprocess.run(
+            [sys.executable, "-c", EXIT_WITH_A_THREAD_IN_A_CALL, state],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        assert done.returncode == 3
+        assert done.stdout.startswith("results flushed")
+        assert ("interpreter shutdown ran" in done.stdout) is shutdown
