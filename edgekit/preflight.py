@@ -159,7 +159,7 @@ def check_cuda(given: PreflightInput) -> Check:
             return _failed(
                 "cuda",
                 "pycuda unusable",
-                f"The device's python3 {why}; drop build.cuda = \"pycuda\" (the default, cudart, needs no pycuda).",
+                f'The device\'s python3 {why}; drop build.cuda = "pycuda" (the default, cudart, needs no pycuda).',
             )
     runtime = facts.get("cuda_runtime") or {}
     if not runtime.get("library"):

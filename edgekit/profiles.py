@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from edgekit.data import data_dir
 from edgekit.errors import UsageError
 
 T = TypeVar("T")
 
-PROFILES_DIR = Path(__file__).resolve().parent.parent / "device_profiles"
+PROFILES_DIR = data_dir("device_profiles")
 
 BACKENDS = ("tensorrt", "onnxruntime")
 # How a build gets INT8: TensorRT's calibrator (8.5-10.x), an explicit Q/DQ model built
@@ -105,7 +106,13 @@ class Profile:
 
 
 def available_profiles(directory: Path = PROFILES_DIR) -> list[str]:
-    return sorted(path.stem for path in directory.glob("*.toml"))
+    names = sorted(path.stem for path in directory.glob("*.toml"))
+    # Without profiles no device can be matched: a listing that shows none would hide a broken install.
+    if not names:
+        raise ProfileError(
+            f"There are no device profiles (*.toml) in {directory}; reinstall edgekit or restore that folder."
+        )
+    return names
 
 
 def load_profile(name: str, directory: Path = PROFILES_DIR) -> Profile:
@@ -113,7 +120,7 @@ def load_profile(name: str, directory: Path = PROFILES_DIR) -> Profile:
     if not path.is_file():
         known = available_profiles(directory)
         raise ProfileError(
-            f"There is no device profile {name!r}; {_suggest(name, known)}known profiles: {', '.join(known) or 'none'}."
+            f"There is no device profile {name!r}; {_suggest(name, known)}known profiles: {', '.join(known)}."
         )
     try:
         data = tomllib.loads(path.read_text())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -304,6 +305,25 @@ def test_close_names_rank_the_nearest_first() -> None:
     assert closest_names("xavier-jp51", available_profiles())[0] == "xavier-nx-jp51"
 
 
-def test_unknown_profile_in_empty_directory(tmp_path: Path) -> None:
-    with pytest.raises(ProfileError, match="known profiles: none"):
-        load_profile("anything", tmp_path)
+@pytest.mark.parametrize(
+    "call",
+    [available_profiles, load_profiles, lambda directory: load_profile("anything", directory)],
+    ids=["available_profiles", "load_profiles", "load_profile"],
+)
+@pytest.mark.parametrize("folder", ["empty", "no-toml", "missing"])
+def test_an_empty_profile_set_is_an_error_naming_the_folder(
+    tmp_path: Path, call: Callable[[Path], object], folder: str
+) -> None:
+    # What `edgekit profiles list` shows from an install that lost its profiles: an error, not an empty table.
+    directory = tmp_path / folder
+    if folder != "missing":
+        directory.mkdir()
+    if folder == "no-toml":
+        (directory / "README.md").write_text("not a profile")
+    with pytest.raises(ProfileError) as info:
+        call(directory)
+    message = str(info.value)
+    assert message == (
+        f"There are no device profiles (*.toml) in {directory}; reinstall edgekit or restore that folder."
+    )
+    assert info.value.exit_code == 2

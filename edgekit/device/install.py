@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from edgekit.data import data_dir
 from edgekit.device.blobs import Blob
 from edgekit.device.layout import (
     BLOBS_DIR,
@@ -28,7 +29,7 @@ from edgekit.device.layout import (
 from edgekit.ssh.connection import Connection
 from edgekit.wheels import parse_pin, wheel_project
 
-OVERLAY_DIR = Path(__file__).resolve().parent.parent.parent / "firmware_overlay"
+OVERLAY_DIR = data_dir("firmware_overlay")
 UNIT_SOURCE = OVERLAY_DIR / "etc/systemd/system" / UNIT_NAME
 GPU_DROPIN_SOURCE = Path(__file__).resolve().parent / "units" / "gpu-devices.conf"
 GPU_DROPIN = f"{UNIT_FILE}.d/gpu-devices.conf"
