@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from script_modules import load_script
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "lib" / "bench_camera.py"
 # A ResNet-18 layout a few thousand parameters big, so the test times the harness, not a model.
 TINY = ["--frames", "20", "--size", "160x96", "--input-size", "32", "--channels", "4,8,8,8"]
 
 
-def load_script() -> ModuleType:
-    # scripts/lib is not a package; load the file the wrapper runs.
-    spec = importlib.util.spec_from_file_location("bench_camera", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    return load_script()
+    return load_script("bench_camera")
 
 
 @pytest.fixture(autouse=True)

@@ -6,11 +6,12 @@ it on every camera frame, so what INT8 calibration saw is bit-for-bit what infer
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import numpy as np
-
-from .detect import letterbox_geometry
+# The host CLI imports PreprocessSpec (through config) for every command, and numpy alone costs
+# more than most of them take to run; only the functions that touch pixels import it.
+if TYPE_CHECKING:
+    import numpy as np
 
 COLORS = ("gray", "rgb", "bgr")
 RESIZE_MODES = ("stretch", "letterbox")
@@ -78,6 +79,9 @@ class PreprocessSpec:
 
 def _letterbox(image: np.ndarray, height: int, width: int) -> np.ndarray:
     import cv2
+    import numpy as np
+
+    from .detect import letterbox_geometry
 
     # One geometry for drawing here and for mapping detections back (detect.py).
     geometry = letterbox_geometry(image.shape[0], image.shape[1], height, width)
@@ -94,6 +98,7 @@ def _letterbox(image: np.ndarray, height: int, width: int) -> np.ndarray:
 def preprocess(frame_bgr: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """Turn one BGR (or single-channel) uint8 frame into a float32 batch of one."""
     import cv2
+    import numpy as np
 
     image = frame_bgr
     if spec.color == "gray":

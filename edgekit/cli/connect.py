@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from edgekit.cli.output import err_console
-from edgekit.ssh import open_connection, parse_target
-from edgekit.ssh.connection import SSHConnection
+
+if TYPE_CHECKING:
+    from edgekit.ssh.connection import SSHConnection
 
 DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
 
@@ -33,6 +34,10 @@ def connect(
     accept_new_host_key: bool,
     ssh_config: bool,
 ) -> SSHConnection:
+    # fabric and paramiko take longer to import than `edgekit profiles list` takes to run: only the
+    # commands that reach a device load them.
+    from edgekit.ssh import open_connection, parse_target
+
     return open_connection(
         parse_target(target),
         known_hosts=known_hosts.expanduser(),

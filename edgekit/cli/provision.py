@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import (
@@ -32,14 +32,15 @@ from edgekit.cli.connect import (
     connect,
 )
 from edgekit.cli.output import console, err_console, print_json
-from edgekit.model import inspect_model
 from edgekit.outputs import outputs
 from edgekit.preflight import require
 from edgekit.profiles import CUDA_SEAMS
-from edgekit.provision import Plan, ProvisionRequest, ProvisionResult, Reporter, plan_provision, provision
 from edgekit.settings import PRECISIONS, load_user_config
 from edgekit.source import SourceSpec
-from edgekit.ssh.connection import Connection
+
+if TYPE_CHECKING:
+    from edgekit.provision import Plan, ProvisionRequest, ProvisionResult
+    from edgekit.ssh.connection import Connection
 
 
 def provision_command(
@@ -89,6 +90,10 @@ def provision_command(
         raise typer.BadParameter(f"{precision!r} is not one of {', '.join(PRECISIONS)}", param_hint="--precision")
     if cuda is not None and cuda not in CUDA_SEAMS:
         raise typer.BadParameter(f"{cuda!r} is not one of {', '.join(CUDA_SEAMS)}", param_hint="--cuda")
+    # Model checks and the bundle build import onnx, onnxruntime and numpy: only this command pays for them.
+    from edgekit.model import inspect_model
+    from edgekit.provision import ProvisionRequest, Reporter, plan_provision
+
     request = ProvisionRequest(
         model=model,
         calib_dir=calib,
@@ -132,6 +137,8 @@ class _UploadOnly(ProgressColumn):
 
 
 def _provision_with_progress(conn: Connection, plan: Plan, request: ProvisionRequest) -> ProvisionResult:
+    from edgekit.provision import Reporter, provision
+
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 from rich.table import Table
 
-from edgekit.agent.metrics import STAGES
 from edgekit.cli.connect import (
     DEFAULT_KNOWN_HOSTS,
     AcceptNewHostKeyOption,
@@ -20,7 +19,11 @@ from edgekit.cli.connect import (
 )
 from edgekit.cli.output import console, print_json
 from edgekit.device.layout import UNIT_NAME
-from edgekit.device.status import DeviceStatus, device_status
+
+# The metrics parser shares its module with the service's HTTP server, and http.server (with
+# http.client and ssl behind it) costs every other command more than it takes to run.
+if TYPE_CHECKING:
+    from edgekit.device.status import DeviceStatus
 
 
 def status_command(
@@ -32,6 +35,8 @@ def status_command(
     as_json: JsonOption = False,
 ) -> None:
     """Show the camera service's state, FPS, drops and per-stage latency, without changing anything."""
+    from edgekit.device.status import device_status
+
     status = read_device(target, identity, known_hosts, accept_new_host_key, ssh_config, device_status)
     if as_json:
         print_json(status.to_dict())
@@ -40,6 +45,8 @@ def status_command(
 
 
 def _table(status: DeviceStatus) -> None:
+    from edgekit.agent.metrics import STAGES
+
     state = f"{status.active_state} ({status.sub_state})"
     rows: list[tuple[str, str]] = [
         ("state", state if status.active_state == "active" else f"[red]{escape(state)}[/]"),

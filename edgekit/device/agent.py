@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from edgekit.ssh.connection import RunResult
+# Annotations only: edgekit.ssh loads fabric and paramiko, which `edgekit --help` must not wait for.
+if TYPE_CHECKING:
+    from edgekit.ssh.connection import RunResult
 
 
 def json_answer(result: RunResult) -> dict[str, Any] | None:

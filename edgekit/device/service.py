@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgekit.device.layout import RESULTS_FILE, UNIT_NAME
 from edgekit.errors import ActivationFailed
-from edgekit.ssh.connection import Connection
+
+# Annotations only: edgekit.ssh loads fabric and paramiko, which `edgekit --help` must not wait for.
+if TYPE_CHECKING:
+    from edgekit.ssh.connection import Connection
 
 START_TIMEOUT_S = 330.0
 FIRST_RESULT_TIMEOUT_S = 60.0

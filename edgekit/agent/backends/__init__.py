@@ -6,12 +6,15 @@ without TensorRT can still run the ONNX Runtime backend, and the other way round
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from ..config import Release
 from ..errors import AgentError
+
+# Only annotations need numpy here: the host imports this package for Log (tensorrt.progress)
+# when the CLI starts, and the backends import numpy themselves.
+if TYPE_CHECKING:
+    import numpy as np
 
 Log = Callable[[str], None]
 
