@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import re
 import tomllib
 import types
@@ -157,7 +158,7 @@ def from_toml(cls: type[T], data: Any, where: str = "") -> T:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ValueError(f"unknown key {_key(where, unknown[0])!r} (known: {', '.join(fields)})")
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     values: dict[str, Any] = {}
     for key, field in fields.items():
         if key not in data:
@@ -166,6 +167,12 @@ def from_toml(cls: type[T], data: Any, where: str = "") -> T:
             continue
         values[key] = _value(hints[key], data[key], _key(where, key))
     return cls(**values)
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    # Resolving the string annotations is most of the cost of loading 26 profiles.
+    return typing.get_type_hints(cls)
 
 
 def _value(hint: Any, value: Any, key: str) -> Any:
