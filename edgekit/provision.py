@@ -181,91 +181,164 @@ def release_manifest(bundle: Bundle, settings: Settings, rid: str) -> dict[str, 
     }
 
 
-def provision(conn: Connection, plan: Plan, request: ProvisionRequest, reporter: Reporter) -> ProvisionResult:
-    require(plan.checks)
+@dataclass(frozen=True)
+class ReleasePlan:
+    """Everything a provision decided before touching the device: the release and its files,
+    the runtime's wheels and the system files (camera.json, the unit, the GPU drop-in)."""
+
+    release: str
+    python: str
+    manifest: dict[str, Any]
+    # By name in the release folder, release.json included.
+    files: dict[str, Blob]
+    wheels: list[Blob]
+    camera_json: Blob
+    unit: Blob
+    gpu_dropin: Blob | None
+
+    def blobs(self) -> list[Blob]:
+        return [
+            *self.files.values(),
+            *self.wheels,
+            self.camera_json,
+            self.unit,
+            *([self.gpu_dropin] if self.gpu_dropin else []),
+        ]
+
+
+def plan_release(plan: Plan, request: ProvisionRequest) -> ReleasePlan:
+    """The release for ``plan``: made on the host (the runtime's wheels are fetched here),
+    identical for identical inputs, and nothing on the device is read or written."""
     bundle, settings, facts = plan.bundle, plan.settings, plan.facts
-    precision = settings.build.precision
     python_version = facts["python"]["version"]
-    reporter.step("fetching the device's runtime wheels")
     wheels = [
         Blob.of(path) for path in fetch_wheels(python_version, facts["platform"]["machine"], facts["platform"]["glibc"])
     ]
-
     files = {name: Blob.of(path) for name, path in release_files(bundle, settings, request.source).items()}
     # The release id must not depend on release.json, which names it: hash the rest first.
     rid = install.release_id(files)
     manifest = release_manifest(bundle, settings, rid)
-    system = {
-        "release.json": _json_blob(bundle.directory / f"release-{rid}.json", manifest),
-        "camera.json": _json_blob(
+    files["release.json"] = _json_blob(bundle.directory / f"release-{rid}.json", manifest)
+    return ReleasePlan(
+        release=rid,
+        python=python_version,
+        manifest=manifest,
+        files=files,
+        wheels=wheels,
+        camera_json=_json_blob(
             bundle.directory / "camera.json", site_config(request.source, settings, request.outputs)
         ),
-        "unit": Blob.of(install.UNIT_SOURCE),
-    }
-    gpu_dropin = Blob.of(install.GPU_DROPIN_SOURCE) if settings.build.backend == "tensorrt" else None
-    files["release.json"] = system["release.json"]
+        unit=Blob.of(install.UNIT_SOURCE),
+        gpu_dropin=Blob.of(install.GPU_DROPIN_SOURCE) if settings.build.backend == "tensorrt" else None,
+    )
 
+
+def upload(conn: Connection, release: ReleasePlan, reporter: Reporter) -> list[Blob]:
+    """Every blob the release needs into the device's store; returns those that were sent."""
     reporter.step("uploading")
     prepare_store(conn)
-    sent = upload_blobs(
+    return upload_blobs(
         conn,
-        [*files.values(), *wheels, system["camera.json"], system["unit"], *([gpu_dropin] if gpu_dropin else [])],
+        release.blobs(),
         on_file=lambda blob: reporter.upload(blob.local.name, blob.local.stat().st_size),
         progress=reporter.progress,
     )
-    reporter.step("installing the runtime (offline)")
-    changed = install.ensure_venv(conn, python_version, wheels, runtime_requirements(python_version))
-    release_new = install.ensure_release(conn, rid, files)
 
+
+@dataclass(frozen=True)
+class Installed:
+    runtime_changed: bool
+    # The release folder was made now (so a failed gate may remove it).
+    release_new: bool
+
+
+def install_runtime(conn: Connection, release: ReleasePlan, reporter: Reporter) -> Installed:
+    """The offline venv, the release folder and the service user, from the uploaded blobs."""
+    reporter.step("installing the runtime (offline)")
+    changed = install.ensure_venv(conn, release.python, release.wheels, runtime_requirements(release.python))
+    release_new = install.ensure_release(conn, release.release, release.files)
     install.ensure_service_user(conn)
+    return Installed(changed, release_new)
+
+
+def build_and_gate(
+    conn: Connection, plan: Plan, release: ReleasePlan, installed: Installed, threshold: float, reporter: Reporter
+) -> dict[str, Any]:
+    """Build (or reattach to the build of) the release on the device and hold it to the gate.
+
+    A release that fails here and is not serving is removed; one whose link dropped is
+    kept, because its build goes on and a re-run attaches to it.
+    """
+    rid = release.release
+
+    def discard() -> None:
+        if installed.release_new and install.current_release(conn) != rid:
+            install.remove_release(conn, rid)
+
     try:
-        gate = _build_and_gate(conn, rid, settings, reporter)
+        gate = _build_and_gate(conn, rid, plan.settings, reporter)
     except DeviceUnreachable:
-        # The build goes on on the device; re-running attaches to it, so keep the release.
         raise
     except BaseException:
-        if release_new and install.current_release(conn) != rid:
-            install.remove_release(conn, rid)
+        discard()
         raise
-    gate["threshold"] = request.gate_threshold
-    measure, agreement = gate_measure(bundle.model.task, gate)
-    if agreement < request.gate_threshold:
+    gate["threshold"] = threshold
+    measure, agreement = gate_measure(plan.bundle.model.task, gate)
+    if agreement < threshold:
         if install.current_release(conn) != rid:
             install.remove_release(conn, rid)
         raise GateFailed(
-            f"The {precision} model's {measure} with FP32 is {agreement:.1%} on {gate['samples']} "
-            f"held-out samples, below the {request.gate_threshold:.0%} gate; calibrate with more images from the "
+            f"The {plan.settings.build.precision} model's {measure} with FP32 is {agreement:.1%} on {gate['samples']} "
+            f"held-out samples, below the {threshold:.0%} gate; calibrate with more images from the "
             "real scene, or lower --gate-threshold knowingly."
         )
+    return gate
 
+
+def activate(conn: Connection, release: ReleasePlan, reporter: Reporter, restart: bool = False) -> bool:
+    """The system files, then ``current`` switched and the service restarted (also when
+    ``restart``, for a new runtime); if the restart fails, ``current`` goes back to the
+    release that served before. True if the service was (re)started."""
     reporter.step("installing the service")
-    changed = install.install_system(conn, system["unit"], system["camera.json"], gpu_dropin) or changed
+    changed = install.install_system(conn, release.unit, release.camera_json, release.gpu_dropin)
     previous = install.current_release(conn)
-    changed = changed or release_new or previous != rid
-    if changed or not service.is_active(conn):
-        install.switch_release(conn, rid)
-        reporter.step("starting the service")
-        try:
+    if not (restart or changed or previous != release.release or not service.is_active(conn)):
+        return False
+    install.switch_release(conn, release.release)
+    reporter.step("starting the service")
+    try:
+        service.restart(conn)
+    except BaseException:
+        if previous is not None and previous != release.release:
+            reporter.step(f"rolling back to {previous}")
+            install.switch_release(conn, previous)
             service.restart(conn)
-        except BaseException:
-            if previous is not None and previous != rid:
-                reporter.step(f"rolling back to {previous}")
-                install.switch_release(conn, previous)
-                service.restart(conn)
-            raise
-        changed = True
+        raise
+    return True
+
+
+def provision(conn: Connection, plan: Plan, request: ProvisionRequest, reporter: Reporter) -> ProvisionResult:
+    """The stages in order, once every preflight check has passed."""
+    require(plan.checks)
+    reporter.step("fetching the device's runtime wheels")
+    release = plan_release(plan, request)
+    sent = upload(conn, release, reporter)
+    installed = install_runtime(conn, release, reporter)
+    gate = build_and_gate(conn, plan, release, installed, request.gate_threshold, reporter)
+    # A new runtime or a new release restarts the service even if its system files are the same.
+    restarted = activate(conn, release, reporter, restart=installed.runtime_changed or installed.release_new)
     reporter.step("waiting for the first results")
     first = service.first_result(conn)
     return ProvisionResult(
         target=plan.target,
         device_model=plan.device.model,
-        profile=settings.profile,
+        profile=plan.settings.profile,
         l4t=plan.device.l4t,
-        python=python_version,
-        backend=settings.build.backend,
-        precision=precision,
-        release=rid,
-        changed=changed,
+        python=release.python,
+        backend=plan.settings.build.backend,
+        precision=plan.settings.build.precision,
+        release=release.release,
+        changed=restarted,
         gate=gate,
         fps=first.get("fps"),
         first_result=first,
