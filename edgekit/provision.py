@@ -54,6 +54,8 @@ class Reporter:
     """How a provision tells the user what it is doing; the CLI plugs rich in here."""
 
     step: Callable[[str], None] = lambda text: None
+    # Once the device is read and its profile chosen, before anything is changed on it.
+    planned: Callable[[Plan], None] = lambda plan: None
     upload: Callable[[str, int], None] = lambda name, size: None
     progress: Callable[[int, int], None] | None = None
     # Each line the device's build logs, progress lines ("progress: phase 3/10") included.

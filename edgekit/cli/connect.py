@@ -11,7 +11,7 @@ import typer
 from edgekit.cli.output import err_console
 
 if TYPE_CHECKING:
-    from edgekit.ssh.connection import SSHConnection
+    from edgekit.api import Endpoint
 
 DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
 
@@ -27,39 +27,26 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JS
 T = TypeVar("T")
 
 
-def connect(
+def endpoint(
     target: str,
     identity: Path | None,
     known_hosts: Path,
     accept_new_host_key: bool,
     ssh_config: bool,
-) -> SSHConnection:
-    # fabric and paramiko take longer to import than `edgekit profiles list` takes to run: only the
-    # commands that reach a device load them.
-    from edgekit.ssh import open_connection, parse_target
+) -> Endpoint:
+    from edgekit.api import Endpoint
 
-    return open_connection(
-        parse_target(target),
-        known_hosts=known_hosts.expanduser(),
-        accept_new_host_key=accept_new_host_key,
+    return Endpoint(
+        target,
         identity=identity,
+        known_hosts=known_hosts,
+        accept_new_host_key=accept_new_host_key,
         use_ssh_config=ssh_config,
         on_new_host_key=lambda host, fp: err_console.print(f"trusting new host key of {host}: {fp}"),
     )
 
 
-def read_device(
-    target: str,
-    identity: Path | None,
-    known_hosts: Path,
-    accept_new_host_key: bool,
-    ssh_config: bool,
-    read: Callable[[SSHConnection], T],
-) -> T:
-    """Connect, ``read`` under a spinner, disconnect: the shape of every read-only command."""
+def read_device(target: str, read: Callable[[], T]) -> T:
+    """``read`` under a spinner: the shape of every read-only command."""
     with err_console.status(f"reading {target}"):
-        conn = connect(target, identity, known_hosts, accept_new_host_key, ssh_config)
-        try:
-            return read(conn)
-        finally:
-            conn.close()
+        return read()

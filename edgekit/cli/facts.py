@@ -15,12 +15,10 @@ from edgekit.cli.connect import (
     ProfileOption,
     SshConfigOption,
     TargetArgument,
+    endpoint,
     read_device,
 )
 from edgekit.cli.output import console, print_json
-from edgekit.device.facts import read_facts
-from edgekit.profiles import ProfileError, load_profiles
-from edgekit.resolve import DeviceIdentity, resolve_profile
 
 
 def facts_command(
@@ -33,13 +31,10 @@ def facts_command(
     as_json: JsonOption = False,
 ) -> None:
     """Read a device's facts (module, L4T, TensorRT, cameras, disk) without changing it."""
-    facts = read_device(target, identity, known_hosts, accept_new_host_key, ssh_config, read_facts)
-    device = DeviceIdentity.from_facts(facts)
-    answer: dict[str, Any] = {"target": target, "device": device.describe(), "facts": facts}
-    try:
-        answer |= resolve_profile(device, load_profiles(), profile).to_dict() | {"profile_error": None}
-    except ProfileError as exc:
-        answer |= {"profile": None, "how": None, "notes": [], "profile_error": str(exc)}
+    from edgekit import api
+
+    device = endpoint(target, identity, known_hosts, accept_new_host_key, ssh_config)
+    answer = read_device(target, lambda: api.facts(device, profile)).to_dict()
     if as_json:
         print_json(answer)
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -29,7 +30,7 @@ from edgekit.cli.connect import (
     ProfileOption,
     SshConfigOption,
     TargetArgument,
-    connect,
+    endpoint,
 )
 from edgekit.cli.output import console, err_console, print_json
 from edgekit.outputs import outputs
@@ -39,8 +40,8 @@ from edgekit.settings import PRECISIONS, load_user_config
 from edgekit.source import SourceSpec
 
 if TYPE_CHECKING:
+    from edgekit.api import Endpoint
     from edgekit.provision import Plan, ProvisionRequest, ProvisionResult
-    from edgekit.ssh.connection import Connection
 
 
 def provision_command(
@@ -91,10 +92,9 @@ def provision_command(
     if cuda is not None and cuda not in CUDA_SEAMS:
         raise typer.BadParameter(f"{cuda!r} is not one of {', '.join(CUDA_SEAMS)}", param_hint="--cuda")
     # Model checks and the bundle build import onnx, onnxruntime and numpy: only this command pays for them.
-    from edgekit.model import inspect_model
-    from edgekit.provision import ProvisionRequest, Reporter, plan_provision
+    from edgekit import api
 
-    request = ProvisionRequest(
+    request = api.ProvisionRequest(
         model=model,
         calib_dir=calib,
         holdout_dir=holdout,
@@ -105,20 +105,14 @@ def provision_command(
         flags={"build": {"precision": precision, "workspace_mib": workspace_mib, "dla_core": dla_core, "cuda": cuda}},
         outputs=outputs(http_sink, mqtt_sink, metrics_port),
     )
-    with err_console.status("checking the model") as status:
-        inspect_model(model)
-        status.update(f"connecting to {target}")
-        conn = connect(target, identity, known_hosts, accept_new_host_key, ssh_config)
-    try:
-        with err_console.status("reading the device") as status:
-            plan = plan_provision(conn, request, Reporter(step=lambda text: status.update(text)))
-        if check:
-            _report_check(plan, as_json)
-            require(plan.checks, listed=True)
-            return
-        result = _provision_with_progress(conn, plan, request)
-    finally:
-        conn.close()
+    device = endpoint(target, identity, known_hosts, accept_new_host_key, ssh_config)
+    if check:
+        with err_console.status("checking the model") as status:
+            plan = api.plan(device, request, api.Reporter(step=lambda text: status.update(text)))
+        _report_check(plan, as_json)
+        require(plan.checks, listed=True)
+        return
+    result = _provision_with_progress(device, request)
     if as_json:
         print_json(result.to_dict())
     else:
@@ -136,47 +130,74 @@ class _UploadOnly(ProgressColumn):
         return self._column.render(task) if task.fields.get("upload") else Text("")  # type: ignore[return-value]
 
 
-def _provision_with_progress(conn: Connection, plan: Plan, request: ProvisionRequest) -> ProvisionResult:
-    from edgekit.provision import Reporter, provision
+class _Display:
+    """A spinner while the model is checked and the device read, then, once the profile is
+    chosen, a progress display: one row for the step, one per upload and per build phase."""
 
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        _UploadOnly(DownloadColumn()),
-        _UploadOnly(TransferSpeedColumn()),
-        console=err_console,
-        transient=True,
-    ) as progress:
-        step = progress.add_task("preflight", total=None)
-        upload: list[TaskID] = []
-        phases: dict[str, TaskID] = {}
+    def __init__(self, stack: contextlib.ExitStack) -> None:
+        self._stack = stack
+        self._spinner = stack.enter_context(err_console.status("checking the model"))
+        self._progress: Progress | None = None
+        self._step: TaskID | None = None
+        self._uploads: list[TaskID] = []
+        self._phases: dict[str, TaskID] = {}
 
-        def start_upload(name: str, size: int) -> None:
-            upload.append(progress.add_task(f"  {name}", total=size, upload=True))
+    def step(self, text: str) -> None:
+        if self._progress is None or self._step is None:
+            self._spinner.update(text)
+            return
+        self._progress.update(self._step, description=text)
+        err_console.print(f"[dim]·[/] {text}")
 
-        def device_line(line: str) -> None:
-            found = parse_progress(line)
-            if found is None:
-                # TensorRT's own lines hold brackets ("[TRT] [W]") that must not be read as markup.
-                err_console.print(Text(f"  device: {line}", style="dim"), highlight=False)
-                return
-            if found.phase not in phases:
-                phases[found.phase] = progress.add_task(f"  {found.phase}", total=found.total)
-            progress.update(phases[found.phase], completed=found.done, total=found.total)
-
-        def advance(done: int, total: int) -> None:
-            progress.update(upload[-1], completed=done)
-
-        def announce(text: str) -> None:
-            progress.update(step, description=text)
-            err_console.print(f"[dim]·[/] {text}")
-
+    def planned(self, plan: Plan) -> None:
+        self._spinner.stop()
+        self._progress = self._stack.enter_context(
+            Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                _UploadOnly(DownloadColumn()),
+                _UploadOnly(TransferSpeedColumn()),
+                console=err_console,
+                transient=True,
+            )
+        )
+        self._step = self._progress.add_task("preflight", total=None)
         for note in plan.resolution.notes:
             err_console.print(f"[yellow]note:[/] {note}")
-        announce(f"device {plan.device.describe()}: profile {plan.resolution.profile.name} ({plan.resolution.how})")
-        return provision(
-            conn, plan, request, Reporter(step=announce, upload=start_upload, progress=advance, device_line=device_line)
+        self.step(f"device {plan.device.describe()}: profile {plan.resolution.profile.name} ({plan.resolution.how})")
+
+    def upload(self, name: str, size: int) -> None:
+        assert self._progress is not None
+        self._uploads.append(self._progress.add_task(f"  {name}", total=size, upload=True))
+
+    def advance(self, done: int, total: int) -> None:
+        assert self._progress is not None
+        self._progress.update(self._uploads[-1], completed=done)
+
+    def device_line(self, line: str) -> None:
+        found = parse_progress(line)
+        if found is None or self._progress is None:
+            # TensorRT's own lines hold brackets ("[TRT] [W]") that must not be read as markup.
+            err_console.print(Text(f"  device: {line}", style="dim"), highlight=False)
+            return
+        if found.phase not in self._phases:
+            self._phases[found.phase] = self._progress.add_task(f"  {found.phase}", total=found.total)
+        self._progress.update(self._phases[found.phase], completed=found.done, total=found.total)
+
+
+def _provision_with_progress(device: Endpoint, request: ProvisionRequest) -> ProvisionResult:
+    from edgekit import api
+
+    with contextlib.ExitStack() as stack:
+        display = _Display(stack)
+        reporter = api.Reporter(
+            step=display.step,
+            planned=display.planned,
+            upload=display.upload,
+            progress=display.advance,
+            device_line=display.device_line,
         )
+        return api.provision(device, request, reporter)
 
 
 def _report_check(plan: Plan, as_json: bool) -> None:

@@ -15,6 +15,7 @@ from edgekit.cli.connect import (
     KnownHostsOption,
     SshConfigOption,
     TargetArgument,
+    endpoint,
     read_device,
 )
 from edgekit.cli.output import console, print_json
@@ -35,9 +36,10 @@ def status_command(
     as_json: JsonOption = False,
 ) -> None:
     """Show the camera service's state, FPS, drops and per-stage latency, without changing anything."""
-    from edgekit.device.status import device_status
+    from edgekit import api
 
-    status = read_device(target, identity, known_hosts, accept_new_host_key, ssh_config, device_status)
+    device = endpoint(target, identity, known_hosts, accept_new_host_key, ssh_config)
+    status = read_device(target, lambda: api.status(device))
     if as_json:
         print_json(status.to_dict())
     else:

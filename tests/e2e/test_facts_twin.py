@@ -26,11 +26,11 @@ def check_args(twin: TwinInfo, source: str, *extra: str) -> list[str]:
     return args
 
 
-def written(twin: TwinInfo) -> set[str]:
+def written(twin: TwinInfo, also_ignored: tuple[str, ...] = ()) -> set[str]:
     """Every path the twin's overlay holds above its rootfs: what has changed since boot."""
     upper = STATE_ROOT / twin.name / "upper"
     found = {path.relative_to(upper).as_posix() for path in upper.rglob("*")}
-    return {path for path in found if not (path + "/").startswith(OWN_WRITES)}
+    return {path for path in found if not (path + "/").startswith(OWN_WRITES + also_ignored)}
 
 
 def test_facts_detect_the_twin_and_write_nothing(twin: TwinInfo, tmp_path: Path) -> None:

@@ -1,0 +1,171 @@
+"""edgekit from Python: each CLI command as one function that returns a dataclass.
+
+Provisioning a device from code::
+
+    from pathlib import Path
+
+    from edgekit.api import Endpoint, ProvisionRequest, SourceSpec, provision
+
+    result = provision(
+        Endpoint("jetson@192.0.2.10", identity=Path("~/.ssh/id_ed25519").expanduser()),
+        ProvisionRequest(
+            model=Path("model.onnx"), calib_dir=Path("calib"), holdout_dir=None, source=SourceSpec("csi://0")
+        ),
+    )
+    print(result.release, result.gate)
+
+Every function connects, does its work and disconnects. Host keys are checked against
+``known_hosts``; an unknown one is refused unless ``accept_new_host_key`` is set, and a
+changed one always is. Errors are ``edgekit.errors.EdgekitError`` subclasses, each one
+sentence that names the fix. Code that needs provisioning's stages one by one (calibrate,
+releases, fleets) uses ``edgekit.provision``: ``plan_provision``, ``plan_release``,
+``upload``, ``install_runtime``, ``build_and_gate``, ``activate``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgekit import provision as stages
+from edgekit.profiles import ProfileError
+from edgekit.provision import Plan, ProvisionRequest, ProvisionResult, Reporter
+from edgekit.source import SourceSpec
+
+if TYPE_CHECKING:
+    from edgekit.device.status import DeviceStatus
+    from edgekit.ssh.connection import Connection
+
+__all__ = [
+    "Endpoint",
+    "FactsReport",
+    "Plan",
+    "ProvisionRequest",
+    "ProvisionResult",
+    "Reporter",
+    "SourceSpec",
+    "facts",
+    "plan",
+    "provision",
+    "status",
+]
+
+DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A device and how to reach it over SSH."""
+
+    # [user@]host[:port], or an alias of ~/.ssh/config.
+    target: str
+    identity: Path | None = None
+    known_hosts: Path = DEFAULT_KNOWN_HOSTS
+    accept_new_host_key: bool = False
+    use_ssh_config: bool = True
+    # Told (host, fingerprint) of a host key that accept_new_host_key made it trust.
+    on_new_host_key: Callable[[str, str], None] = field(default=lambda host, fingerprint: None, compare=False)
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[Connection]:
+        # fabric and paramiko are imported only by what reaches a device.
+        from edgekit.ssh import open_connection, parse_target
+
+        conn = open_connection(
+            parse_target(self.target),
+            known_hosts=self.known_hosts.expanduser(),
+            accept_new_host_key=self.accept_new_host_key,
+            identity=self.identity,
+            use_ssh_config=self.use_ssh_config,
+            on_new_host_key=self.on_new_host_key,
+        )
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+
+def _endpoint(device: Endpoint | str) -> Endpoint:
+    return device if isinstance(device, Endpoint) else Endpoint(device)
+
+
+@dataclass(frozen=True)
+class FactsReport:
+    """What a device is, and the profile edgekit would use for it (or why there is none)."""
+
+    target: str
+    device: str
+    facts: dict[str, Any]
+    profile: str | None
+    how: str | None
+    notes: list[str]
+    profile_error: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def facts(device: Endpoint | str, profile: str | None = None) -> FactsReport:
+    """The device's facts, read without writing anything on it, and its resolved profile."""
+    from edgekit.device.facts import read_facts
+    from edgekit.profiles import load_profiles
+    from edgekit.resolve import DeviceIdentity, resolve_profile
+
+    endpoint = _endpoint(device)
+    with endpoint.connect() as conn:
+        found = read_facts(conn)
+    identity = DeviceIdentity.from_facts(found)
+    report = FactsReport(endpoint.target, identity.describe(), found, None, None, [], None)
+    try:
+        resolution = resolve_profile(identity, load_profiles(), profile)
+    except ProfileError as exc:
+        return FactsReport(**{**asdict(report), "profile_error": str(exc)})
+    return FactsReport(**{**asdict(report), **resolution.to_dict()})
+
+
+def plan(device: Endpoint | str, request: ProvisionRequest, reporter: Reporter | None = None) -> Plan:
+    """What ``provision`` would do: the model checked, the device read, its profile and
+    settings, the host-side bundle and every preflight check. Nothing on the device changes."""
+    endpoint = _endpoint(device)
+    reporter = reporter or Reporter()
+    _check_model(request, reporter)
+    reporter.step(f"connecting to {endpoint.target}")
+    with endpoint.connect() as conn:
+        return _plan(conn, request, reporter)
+
+
+def provision(device: Endpoint | str, request: ProvisionRequest, reporter: Reporter | None = None) -> ProvisionResult:
+    """Check the model, read the device, refuse what would fail there, then build, gate and
+    start the camera service (edgekit.provision's stages, in order)."""
+    endpoint = _endpoint(device)
+    reporter = reporter or Reporter()
+    _check_model(request, reporter)
+    reporter.step(f"connecting to {endpoint.target}")
+    with endpoint.connect() as conn:
+        planned = _plan(conn, request, reporter)
+        reporter.planned(planned)
+        return stages.provision(conn, planned, request, reporter)
+
+
+def status(device: Endpoint | str) -> DeviceStatus:
+    """The camera service's systemd state and its metrics, read without changing anything."""
+    from edgekit.device.status import device_status
+
+    with _endpoint(device).connect() as conn:
+        return device_status(conn)
+
+
+def _check_model(request: ProvisionRequest, reporter: Reporter) -> None:
+    # A broken model is refused before any connection is made.
+    from edgekit.model import inspect_model
+
+    reporter.step("checking the model")
+    inspect_model(request.model)
+
+
+def _plan(conn: Connection, request: ProvisionRequest, reporter: Reporter) -> Plan:
+    reporter.step("reading the device")
+    return stages.plan_provision(conn, request, reporter)
