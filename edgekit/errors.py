@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from edgekit.ssh.connection import RunResult
+    from edgekit.ssh.seam import RunResult
 
 
 class EdgekitError(Exception):

@@ -1,4 +1,4 @@
-"""Fixtures every test folder shares: a real RTSP camera (GStreamer's RTSP server)."""
+"""Fixtures every test folder shares: a real RTSP camera (GStreamer's RTSP server) and a fake SSH connection."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ import pytest
 SYSTEM_PYTHON = "/usr/bin/python3"
 RTSP_SERVER_SCRIPT = Path(__file__).resolve().parent / "rtsp_server.py"
 RTSP_READY_S = 10.0
+# The fake_connection fixture, for unit tests of what the host runs on a device.
+pytest_plugins = ["edgekit.testing"]
 
 
 def free_port() -> int:

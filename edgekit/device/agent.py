@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-# Annotations only: edgekit.ssh loads fabric and paramiko, which `edgekit --help` must not wait for.
-if TYPE_CHECKING:
-    from edgekit.ssh.connection import RunResult
+from edgekit.ssh.seam import RunResult
 
 
 def json_answer(result: RunResult) -> dict[str, Any] | None:

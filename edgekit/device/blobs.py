@@ -13,7 +13,7 @@ from pathlib import Path
 from edgekit.device.layout import BLOBS_DIR, INCOMING_DIR
 from edgekit.errors import DeviceError
 from edgekit.model import sha256_file
-from edgekit.ssh.connection import Connection
+from edgekit.ssh.seam import Connection
 
 _MISSING = 'cd "$1" && shift && for d; do [ -f "$d" ] || echo "$d"; done'
 # Verify, then publish: the store never holds a blob whose name is not its digest.

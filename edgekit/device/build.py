@@ -17,7 +17,7 @@ from typing import Any
 from edgekit.agent import ENGINES_DIR
 from edgekit.device.layout import BUILDS_DIR, SERVICE_USER, VENV_LINK, release_dir
 from edgekit.errors import DeviceError, DeviceUnreachable
-from edgekit.ssh.connection import Connection
+from edgekit.ssh.seam import Connection
 
 POLL_S = 1.0
 # How long a dropped link is retried before the host gives up (the build goes on).

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from edgekit.device.agent import json_answer, last_stderr_line
 from edgekit.device.layout import STATE_DIR
 from edgekit.errors import DeviceError, PreflightFailed
-
-# Annotations only: edgekit.ssh loads fabric and paramiko, which `edgekit --help` must not wait for.
-if TYPE_CHECKING:
-    from edgekit.ssh.connection import Connection
+from edgekit.ssh.seam import Connection
 
 FACTS_TIMEOUT_S = 120.0
 

@@ -26,7 +26,7 @@ from edgekit.device.layout import (
     VENVS_DIR,
     release_dir,
 )
-from edgekit.ssh.connection import Connection
+from edgekit.ssh.seam import Connection
 from edgekit.wheels import parse_pin, wheel_project
 
 OVERLAY_DIR = data_dir("firmware_overlay")

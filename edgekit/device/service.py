@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from edgekit.device.layout import RESULTS_FILE, UNIT_NAME
 from edgekit.errors import ActivationFailed
-
-# Annotations only: edgekit.ssh loads fabric and paramiko, which `edgekit --help` must not wait for.
-if TYPE_CHECKING:
-    from edgekit.ssh.connection import Connection
+from edgekit.ssh.seam import Connection
 
 START_TIMEOUT_S = 330.0
 FIRST_RESULT_TIMEOUT_S = 60.0

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from edgekit.agent.config import MetricsConfig
 from edgekit.agent.metrics import parse_prometheus
 from edgekit.device.agent import last_stderr_line
 from edgekit.device.layout import CONFIG_FILE, UNIT_NAME
 from edgekit.device.service import service_state
-
-# Annotations only: edgekit.ssh loads fabric and paramiko, which `edgekit --help` must not wait for.
-if TYPE_CHECKING:
-    from edgekit.ssh.connection import Connection, RunResult
+from edgekit.ssh.seam import Connection, RunResult
 
 FETCH_TIMEOUT_S = 5.0
 # The script's own HTTP timeout bounds it; this only catches a device too loaded to start it.

@@ -1,71 +1,31 @@
-"""The seam between host flows and a device: run a command, put a file, get a file.
+"""The real connection to a device: run a command, put a file, get a file.
 
-``SSHConnection`` is the real one, on Fabric (for ~/.ssh/config, ProxyJump and command
-running) with paramiko's host key checking put back in. Host flows only see
-``Connection``, so pure logic can be tested against a fake.
+``SSHConnection`` implements ``edgekit.ssh.seam.Connection`` on Fabric (for ~/.ssh/config,
+ProxyJump and command running) with paramiko's host key checking put back in.
 """
 
 from __future__ import annotations
 
-import shlex
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import fabric
-import invoke
 import paramiko
+from invoke.exceptions import CommandTimedOut
 
 from edgekit.errors import AuthFailed, DeviceError, DeviceUnreachable, RemoteCommandFailed
 from edgekit.ssh.hostkeys import KnownHostsPolicy, changed_key_error, load_known_hosts
+
+# Connection and RunResult are re-exported for callers written before the seam moved.
+from edgekit.ssh.seam import Connection as Connection
+from edgekit.ssh.seam import ProgressCallback, command_line, failure_sentence
+from edgekit.ssh.seam import RunResult as RunResult
 from edgekit.ssh.target import Target
 
-ProgressCallback = Callable[[int, int], None]
 CONNECT_TIMEOUT_S = 15.0
 # Resumed uploads go in pieces this size, so a dropped link loses at most one.
 CHUNK_BYTES = 1 << 20
-
-
-@dataclass(frozen=True)
-class RunResult:
-    command: str
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
-
-
-class Connection(Protocol):
-    target: Target
-
-    @property
-    def is_root(self) -> bool: ...
-
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        sudo: bool = False,
-        check: bool = True,
-        timeout: float | None = None,
-    ) -> RunResult: ...
-
-    def put(self, local: Path, remote: str, progress: ProgressCallback | None = None) -> None: ...
-
-    def get(self, remote: str, local: Path) -> None: ...
-
-    def close(self) -> None: ...
-
-
-def command_line(argv: Sequence[str], sudo: bool) -> str:
-    """Quote every argument; the remote login shell must never re-split our words."""
-    quoted = shlex.join(argv)
-    return f"sudo -n -- {quoted}" if sudo else quoted
 
 
 class SSHConnection:
@@ -78,7 +38,9 @@ class SSHConnection:
 
     @property
     def is_root(self) -> bool:
-        return self._conn.user == "root"
+        # fabric is untyped: name the type its user has.
+        user: str = self._conn.user
+        return user == "root"
 
     def run(
         self,
@@ -91,7 +53,7 @@ class SSHConnection:
         line = command_line(argv, sudo and not self.is_root)
         try:
             raw = self._conn.run(line, hide=True, warn=True, in_stream=False, timeout=timeout)
-        except invoke.CommandTimedOut as exc:
+        except CommandTimedOut as exc:
             raise DeviceUnreachable(
                 f"{self.target} did not finish `{line}` within {timeout:.0f} s; check the device's load and re-run."
             ) from exc
@@ -156,17 +118,6 @@ class SSHConnection:
             f"The link to {self.target} dropped ({exc or type(exc).__name__}); "
             "re-run the same command, finished steps are not repeated."
         )
-
-
-def failure_sentence(target: Target, result: RunResult) -> str:
-    detail = (result.stderr.strip() or result.stdout.strip()).splitlines()
-    last = detail[-1] if detail else "no output"
-    if "sudo: a password is required" in result.stderr:
-        return (
-            f"{target} asks for a sudo password; give the user passwordless sudo "
-            "(a NOPASSWD line in /etc/sudoers.d) or connect as root."
-        )
-    return f"`{result.command}` failed on {target} with exit code {result.exit_code}: {last}"
 
 
 def open_connection(
