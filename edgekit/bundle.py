@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
 import numpy as np
 
@@ -83,7 +84,7 @@ def build_bundle(request: BundleRequest, log: Callable[[str], None] = lambda tex
         files["model.int8.onnx"] = served
     host_outputs = reference if served == model.path else reference_outputs(served, input_name, data.holdout)
     calib = _write_once(directory / CALIBRATION_FILE, lambda path: np.save(path, data.calibration))
-    gate_arrays = {"inputs": data.holdout, "reference": reference}
+    gate_arrays: _GateArrays = {"inputs": data.holdout, "reference": reference}
     if data.holdout_labels is not None:
         gate_arrays["labels"] = data.holdout_labels
     files[CALIBRATION_FILE] = calib
@@ -103,6 +104,14 @@ def build_bundle(request: BundleRequest, log: Callable[[str], None] = lambda tex
         fp32_accuracy=fp32_accuracy,
         host_top1_agreement=float(np.mean(reference.argmax(axis=1) == host_outputs.argmax(axis=1))),
     )
+
+
+class _GateArrays(TypedDict):
+    """gate.npz's arrays; as a TypedDict, ``np.savez(**arrays)`` cannot be read as passing ``allow_pickle``."""
+
+    inputs: np.ndarray
+    reference: np.ndarray
+    labels: NotRequired[np.ndarray]
 
 
 def _write_once(path: Path, write: Callable[[Path], None]) -> Path:

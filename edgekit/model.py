@@ -86,6 +86,10 @@ def inspect_model(path: Path) -> ModelInfo:
     if task not in TASKS:
         raise ModelError(f"{path} declares task {task!r}; this edgekit serves: {', '.join(TASKS)}.")
     detect = _declared_detect(meta.get("detect"), path) if task == "detect" else None
+    labels = meta.get("labels", [])
+    if not isinstance(labels, list):
+        # A string would otherwise become one label per character.
+        raise ModelError(f"{path}'s {METADATA_KEY} labels are {labels!r}; set them to a JSON list of class names.")
     return ModelInfo(
         path=path,
         sha256=sha256_file(path),
@@ -93,7 +97,7 @@ def inspect_model(path: Path) -> ModelInfo:
         inputs=inputs,
         outputs=outputs,
         task=task,
-        labels=tuple(str(label) for label in meta.get("labels", ())),
+        labels=tuple(str(label) for label in labels),
         preprocess=preprocess,
         detect=detect,
     )

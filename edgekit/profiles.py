@@ -17,12 +17,15 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from edgekit.data import data_dir
 from edgekit.errors import UsageError
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 PROFILES_DIR = data_dir("device_profiles")
 
@@ -154,7 +157,7 @@ def from_toml(cls: type[T], data: Any, where: str = "") -> T:
     """Build dataclass ``cls`` from parsed TOML, refusing unknown, missing or mistyped keys."""
     if not isinstance(data, dict):
         raise ValueError(f"{where or 'the file'} must be a table")
-    fields = {field.name: field for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    fields = {field.name: field for field in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ValueError(f"unknown key {_key(where, unknown[0])!r} (known: {', '.join(fields)})")

@@ -27,7 +27,7 @@ from edgekit.agent.backends.onnxruntime import session_options
 from edgekit.errors import ModelError
 
 
-class _TensorReader(CalibrationDataReader):
+class _TensorReader(CalibrationDataReader):  # type: ignore[misc]  # onnxruntime publishes no types
     def __init__(self, input_name: str, tensors: np.ndarray) -> None:
         self._batches: Iterator[dict[str, np.ndarray]] = ({input_name: t[np.newaxis]} for t in tensors)
 

@@ -55,10 +55,11 @@ def test_json_report_compares_with_the_baseline(
     assert report["bytecode"] == "compiled on every start"
     baseline, stand_in = report["commands"]
     assert [baseline["command"], stand_in["command"]] == list(cheap)
+    # The figures are rounded to 0.1 ms and the ratio to 0.01, hence the slack.
     for row in (baseline, stand_in):
-        assert 0 < row["best_s"] <= row["median_s"] <= row["best_s"] + row["spread_s"]
+        assert 0 < row["best_s"] <= row["median_s"] <= row["best_s"] + row["spread_s"] + 1e-4
     assert baseline["vs_pass"] == 1.0
-    assert stand_in["vs_pass"] == pytest.approx(stand_in["best_s"] / baseline["best_s"], abs=0.01)
+    assert stand_in["vs_pass"] == pytest.approx(stand_in["best_s"] / baseline["best_s"], rel=0.02, abs=0.01)
     # Only the edgekit commands are held to the target; the baseline and the bare import are not.
     assert report["target"]["slowest_best_s"] == stand_in["best_s"]
 

@@ -207,6 +207,7 @@ def test_metadata_is_used(tmp_path: Path) -> None:
         ({"task": "detect", "detect": {"head": "yolov8", "max_det": 0}}, "detect max_det is 0"),
         ({"task": "detect", "detect": {"head": "yolov8", "nms": 0.5}}, "unknown keys ['nms']"),
         ({"preprocess": {"input_name": "other", "height": 32, "width": 32}}, "'other'"),
+        ({"labels": "cat,dog"}, "labels are 'cat,dog'; set them to a JSON list"),
     ],
 )
 def test_bad_metadata(tmp_path: Path, meta: object, words: str) -> None:

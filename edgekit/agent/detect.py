@@ -70,7 +70,8 @@ def iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
     inter = np.prod(np.clip(bottom_right - top_left, 0.0, None), axis=1)
     area = np.prod(box[2:] - box[:2])
     areas = np.prod(others[:, 2:] - others[:, :2], axis=1)
-    return inter / np.maximum(area + areas - inter, 1e-9)
+    iou: np.ndarray = inter / np.maximum(area + areas - inter, 1e-9)
+    return iou
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshold: float, limit: int) -> list[int]:
@@ -95,7 +96,8 @@ def to_source(boxes: np.ndarray, geometry: Geometry) -> np.ndarray:
     offset = np.array([geometry.left, geometry.top] * 2, dtype=np.float32)
     mapped = (boxes - offset) / scale
     limits = np.array([geometry.source_width, geometry.source_height] * 2, dtype=np.float32)
-    return np.clip(mapped, 0.0, limits)
+    clipped: np.ndarray = np.clip(mapped, 0.0, limits)
+    return clipped
 
 
 def detect(

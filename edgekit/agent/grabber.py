@@ -38,7 +38,7 @@ T = TypeVar("T")
 
 
 class Frame(NamedTuple):
-    index: int
+    number: int
     captured: float
     grab_s: float
     image: np.ndarray
@@ -53,7 +53,7 @@ class Backoff:
         self._failures = 0
 
     def next(self) -> float:
-        delay = min(self.cap, self.first * (2 ** min(self._failures, 16)))
+        delay = min(self.cap, self.first * (2.0 ** min(self._failures, 16)))
         self._failures += 1
         return delay
 
@@ -196,7 +196,9 @@ class Grabber:
         image: np.ndarray | None = None
         # Only live sources get a deadline: a file's read includes its real-time pacing, and
         # reopening a slow file would replay it from the start.
-        read = (lambda: self._timed(generation, "read", source.read)) if source.live else source.read
+        read: Callable[[], np.ndarray | None] = (
+            (lambda: self._timed(generation, "read", source.read)) if source.live else source.read
+        )
         try:
             while self._current(generation):
                 started = time.monotonic()

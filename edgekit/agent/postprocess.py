@@ -12,7 +12,8 @@ from .detect import detect, letterbox_geometry, stretch_geometry
 
 def softmax(row: np.ndarray) -> np.ndarray:
     shifted = np.exp(row - np.max(row))
-    return shifted / np.sum(shifted)
+    probabilities: np.ndarray = shifted / np.sum(shifted)
+    return probabilities
 
 
 def is_distribution(row: np.ndarray) -> bool:

@@ -89,7 +89,7 @@ def _letterbox(image: np.ndarray, height: int, width: int) -> np.ndarray:
     new_h = int(round(geometry.scale_y * image.shape[0]))
     resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
     # Grey padding (114) is what YOLO-family models were trained with.
-    canvas = np.full((height, width) + image.shape[2:], 114, dtype=image.dtype)
+    canvas: np.ndarray = np.full((height, width) + image.shape[2:], 114, dtype=image.dtype)
     top, left = int(geometry.top), int(geometry.left)
     canvas[top : top + new_h, left : left + new_w] = resized
     return canvas
@@ -119,4 +119,5 @@ def preprocess(frame_bgr: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     tensor /= np.asarray(spec.std, dtype=np.float32)
     if spec.layout == "NCHW":
         tensor = tensor.transpose(2, 0, 1)
-    return np.ascontiguousarray(tensor[np.newaxis])
+    batch: np.ndarray = np.ascontiguousarray(tensor[np.newaxis])
+    return batch

@@ -219,7 +219,7 @@ def _record(service: Service, inferred: Inferred) -> dict[str, Any]:
     metrics.observe("total", total_s)
     record: dict[str, Any] = {
         "ts": round(time.time(), 3),
-        "frame": frame.index,
+        "frame": frame.number,
         "release": service.release.release,
         "pid": os.getpid(),
         "latency_ms": {

@@ -86,6 +86,7 @@ class VideoFileSource:
         return capture
 
     def read(self) -> np.ndarray | None:
+        frame: np.ndarray | None
         ok, frame = self._capture.read()
         if not ok and self._loop:
             # Reopening rewinds reliably; seeking to frame 0 is not honoured by every codec.
@@ -160,6 +161,7 @@ class CaptureSource:
                 return None
             self._reading = True
         started = time.monotonic()
+        frame: np.ndarray | None
         ok, frame = self._capture.read()
         took = time.monotonic() - started
         with self._lock:

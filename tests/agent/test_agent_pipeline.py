@@ -42,7 +42,7 @@ def test_every_frame_comes_out_in_order_with_its_outputs_then_the_end():
     )
     results = collect(pipeline)
     pipeline.close()
-    assert [r.frame.index for r in results] == list(range(20))
+    assert [r.frame.number for r in results] == list(range(20))
     assert [float(r.outputs[0][0, 0, 0]) for r in results] == [2.0 * v + 1 for v in range(20)]
     assert all(r.pre_s >= 0 and r.infer_s >= 0 and r.frame.grab_s >= 0 for r in results)
 

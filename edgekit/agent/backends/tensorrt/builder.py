@@ -119,7 +119,7 @@ def _set_precision(
 def calibration_data(trt: Any, path: str, tensor: Any) -> np.ndarray:
     """The calibration set as a memory map, refused unless it is what ``tensor`` takes."""
     try:
-        data = np.load(path, mmap_mode="r", allow_pickle=False)
+        data: np.ndarray = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise AgentError(
             "calibration", f"Cannot read the calibration set {path} ({exc}); re-run edgekit provision."

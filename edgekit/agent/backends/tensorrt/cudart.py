@@ -139,7 +139,8 @@ class CudaRuntime:
             self._pinned[address] = nbytes
         # The array only borrows the pinned block, which close() frees.
         block = (ctypes.c_char * max(1, nbytes)).from_address(address)
-        return np.frombuffer(block, dtype=dtype, count=count).reshape(shape)
+        array: np.ndarray = np.frombuffer(block, dtype=dtype, count=count).reshape(shape)
+        return array
 
     def stream(self) -> CudaStream:
         handle = ctypes.c_void_p()

@@ -94,7 +94,7 @@ class PyCuda:
 
     def pagelocked_empty(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         with self._current():
-            array = self._driver.pagelocked_empty(shape, dtype)
+            array: np.ndarray = self._driver.pagelocked_empty(shape, dtype)
         self._pinned.append(array)
         return array
 
