@@ -99,6 +99,7 @@ class ProvisionResult:
     python: str
     backend: str
     precision: str
+    task: str
     release: str
     changed: bool
     gate: dict[str, Any]
@@ -286,6 +287,8 @@ def build_and_gate(
         raise
     gate["threshold"] = threshold
     measure, agreement = gate_measure(plan.bundle.model.task, gate)
+    # Named in the summary and --json: a detector is not gated on top-1 agreement.
+    gate["measure"] = measure
     if agreement < threshold:
         if install.current_release(conn) != rid:
             install.remove_release(conn, rid)
@@ -339,6 +342,7 @@ def provision(conn: Connection, plan: Plan, request: ProvisionRequest, reporter:
         python=release.python,
         backend=plan.settings.build.backend,
         precision=plan.settings.build.precision,
+        task=plan.bundle.model.task,
         release=release.release,
         changed=restarted,
         gate=gate,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import (
@@ -223,16 +223,33 @@ def _summary(result: ProvisionResult) -> None:
         if gate.get("accuracy") is None
         else f", accuracy {gate['accuracy']:.1%} (FP32 {gate['reference_accuracy']:.1%})"
     )
-    top = result.first_result.get("top", [{}])[0]
+    from edgekit.provision import gate_measure
+
+    measure, figure = gate_measure(result.task, gate)
     err_console.print(f"[bold green]provisioned[/] {result.target} ({'changed' if result.changed else 'unchanged'})")
     err_console.print(f"  device     {result.device_model or 'unknown'} (L4T {result.l4t or '?'})")
     err_console.print(f"  profile    {result.profile}")
     err_console.print(f"  release    {result.release}, {result.precision} on {result.backend}, Python {result.python}")
     err_console.print(
-        f"  gate       top-1 agreement {gate['top1_agreement']:.1%} on {gate['samples']} samples "
+        f"  gate       {measure} {figure:.1%} on {gate['samples']} samples "
         f"(threshold {gate['threshold']:.0%}){accuracy}"
     )
     err_console.print(
         f"  service    edgekit-camera.service active, {result.fps or 0:.1f} FPS, "
-        f"first result: {top.get('label')} ({top.get('score')})"
+        f"first result: {first_result_text(result.task, result.first_result)}"
     )
+
+
+def first_result_text(task: str, record: dict[str, Any]) -> str:
+    """A result record in the task's own terms: the top label, the boxes, or the output shapes."""
+    if task == "classify":
+        top = (record.get("top") or [{}])[0]
+        return f"{top.get('label')} ({top.get('score')})"
+    if task == "detect":
+        boxes = record.get("detections") or []
+        if not boxes:
+            return "no boxes"
+        best = max(boxes, key=lambda box: box.get("score", 0.0))
+        return f"{len(boxes)} box{'es' if len(boxes) != 1 else ''}, best {best.get('label')} ({best.get('score')})"
+    shapes = ", ".join(f"{output.get('name')} {output.get('shape')}" for output in record.get("outputs") or [])
+    return f"outputs {shapes or 'none'}"
