@@ -1,0 +1,210 @@
+"""Provisioning's stages on a fake device: what build_and_gate removes, when activate
+restarts the service and how it switches back, and what plan_release decides alone."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+import edgekit.provision as stages
+from edgekit.device.blobs import Blob
+from edgekit.device.layout import CURRENT_LINK, RELEASES_DIR, UNIT_NAME
+from edgekit.errors import ActivationFailed, DeviceError, DeviceUnreachable, GateFailed
+from edgekit.provision import Installed, ReleasePlan, Reporter, activate, build_and_gate
+from edgekit.testing import FakeConnection, Reply
+
+NEW, OLD = "r-new", "r-old"
+
+
+def blob(tmp_path: Path, name: str) -> Blob:
+    path = tmp_path / name
+    path.write_text(name)
+    return Blob.of(path)
+
+
+@pytest.fixture
+def release(tmp_path: Path) -> ReleasePlan:
+    return ReleasePlan(
+        release=NEW,
+        python="3.10.12",
+        manifest={"release": NEW},
+        files={"model.onnx": blob(tmp_path, "model.onnx")},
+        wheels=[],
+        camera_json=blob(tmp_path, "camera.json"),
+        unit=blob(tmp_path, "unit"),
+        gpu_dropin=None,
+    )
+
+
+def plan(task: str = "classify") -> Any:
+    settings = SimpleNamespace(build=SimpleNamespace(precision="int8"), profile="twin")
+    return SimpleNamespace(settings=settings, bundle=SimpleNamespace(model=SimpleNamespace(task=task)))
+
+
+def serving(device: FakeConnection, rid: str | None) -> None:
+    device.on(["readlink", CURRENT_LINK], Reply(f"{RELEASES_DIR}/{rid}\n" if rid else ""))
+
+
+def removed(device: FakeConnection) -> list[str]:
+    return [run.argv[-1] for run in device.runs if run.argv[:2] == ("rm", "-rf")]
+
+
+# -- build_and_gate --------------------------------------------------------------------------
+
+
+def gate_then(monkeypatch: pytest.MonkeyPatch, outcome: Any) -> None:
+    def build(conn: Any, rid: str, settings: Any, reporter: Reporter) -> dict[str, Any]:
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return dict(outcome)
+
+    monkeypatch.setattr(stages, "_build_and_gate", build)
+
+
+def test_a_release_that_gates_is_kept_with_its_measure(fake_connection, release, monkeypatch):
+    gate_then(monkeypatch, {"samples": 360, "top1_agreement": 0.997})
+    serving(fake_connection, OLD)
+    gate = build_and_gate(fake_connection, plan(), release, Installed(False, True), 0.99, Reporter())
+    assert gate == {"samples": 360, "top1_agreement": 0.997, "threshold": 0.99, "measure": "top-1 agreement"}
+    assert removed(fake_connection) == []
+
+
+def test_a_failed_build_removes_the_new_release(fake_connection, release, monkeypatch):
+    gate_then(monkeypatch, DeviceError("The build failed; see its journal."))
+    serving(fake_connection, OLD)
+    fake_connection.on(["rm", "-rf"])
+    with pytest.raises(DeviceError, match="build failed"):
+        build_and_gate(fake_connection, plan(), release, Installed(False, True), 0.99, Reporter())
+    assert removed(fake_connection) == [f"{RELEASES_DIR}/{NEW}"]
+
+
+def test_a_dropped_link_keeps_the_release_for_the_rerun_to_attach(fake_connection, release, monkeypatch):
+    gate_then(monkeypatch, DeviceUnreachable("The link dropped; re-run to reattach."))
+    with pytest.raises(DeviceUnreachable):
+        build_and_gate(fake_connection, plan(), release, Installed(False, True), 0.99, Reporter())
+    assert fake_connection.runs == []
+
+
+def test_a_release_that_already_existed_is_not_removed_when_its_build_fails(fake_connection, release, monkeypatch):
+    gate_then(monkeypatch, DeviceError("The build failed."))
+    with pytest.raises(DeviceError):
+        build_and_gate(fake_connection, plan(), release, Installed(False, False), 0.99, Reporter())
+    assert removed(fake_connection) == []
+
+
+def test_a_detector_below_the_gate_is_refused_by_its_own_measure_and_removed(fake_connection, release, monkeypatch):
+    gate_then(monkeypatch, {"samples": 64, "top1_agreement": 0.08, "output_cosine": 0.81})
+    serving(fake_connection, OLD)
+    fake_connection.on(["rm", "-rf"])
+    with pytest.raises(GateFailed, match=r"output cosine similarity with FP32 is 81\.0% on 64 held-out samples"):
+        build_and_gate(fake_connection, plan("detect"), release, Installed(False, False), 0.99, Reporter())
+    assert removed(fake_connection) == [f"{RELEASES_DIR}/{NEW}"]
+
+
+def test_the_serving_release_is_never_removed(fake_connection, release, monkeypatch):
+    gate_then(monkeypatch, {"samples": 360, "top1_agreement": 0.5})
+    serving(fake_connection, NEW)
+    with pytest.raises(GateFailed):
+        build_and_gate(fake_connection, plan(), release, Installed(False, True), 0.99, Reporter())
+    assert removed(fake_connection) == []
+
+
+# -- activate ------------------------------------------------------------------------------------
+
+SYSTEM = re.compile(r"^sh -c .* /etc/systemd/system/", re.S)
+SWITCH = re.compile(r"^sh -c .* " + re.escape(f"{RELEASES_DIR}/"), re.S)
+STATE = ["systemctl", "show", UNIT_NAME]
+
+
+def device(fake: FakeConnection, changed: bool, active: bool, serving_rid: str | None) -> None:
+    fake.on(SYSTEM, Reply("changed\n" if changed else "same\n"))
+    serving(fake, serving_rid)
+    fake.on(STATE, Reply(f"ActiveState={'active' if active else 'failed'}\nSubState=running\n"))
+    fake.on(SWITCH)
+
+
+def switched_to(fake: FakeConnection) -> list[str]:
+    return [run.argv[4].rsplit("/", 1)[-1] for run in fake.runs if SWITCH.search(run.line)]
+
+
+def restarts(fake: FakeConnection) -> int:
+    return sum(run.argv[:2] == ("systemctl", "restart") for run in fake.runs)
+
+
+def test_nothing_changed_and_serving_leaves_the_service_alone(fake_connection, release):
+    device(fake_connection, changed=False, active=True, serving_rid=NEW)
+    assert activate(fake_connection, release, Reporter()) is False
+    assert restarts(fake_connection) == 0 and switched_to(fake_connection) == []
+
+
+@pytest.mark.parametrize(
+    ("changed", "serving_rid", "restart"),
+    [(True, NEW, False), (False, OLD, False), (False, NEW, True)],
+)
+def test_a_change_switches_and_restarts(fake_connection, release, changed, serving_rid, restart):
+    device(fake_connection, changed=changed, active=True, serving_rid=serving_rid)
+    fake_connection.on(["systemctl", "restart"])
+    assert activate(fake_connection, release, Reporter(), restart=restart) is True
+    assert switched_to(fake_connection) == [NEW] and restarts(fake_connection) == 1
+
+
+def test_a_restart_that_fails_switches_back_to_the_release_that_served(fake_connection, release):
+    device(fake_connection, changed=True, active=True, serving_rid=OLD)
+    fake_connection.on(["systemctl", "restart"], Reply(exit_code=1), Reply())
+    fake_connection.on(["journalctl"], Reply("Failed to start edgekit-camera.service\n"))
+    steps: list[str] = []
+    with pytest.raises(ActivationFailed, match="did not become ready"):
+        activate(fake_connection, release, Reporter(step=steps.append))
+    assert switched_to(fake_connection) == [NEW, OLD] and restarts(fake_connection) == 2
+    assert f"rolling back to {OLD}" in steps
+
+
+def test_a_first_release_that_fails_to_start_has_nothing_to_switch_back_to(fake_connection, release):
+    device(fake_connection, changed=True, active=False, serving_rid=None)
+    fake_connection.on(["systemctl", "restart"], Reply(exit_code=1))
+    fake_connection.on(["journalctl"], Reply(""))
+    with pytest.raises(ActivationFailed):
+        activate(fake_connection, release, Reporter())
+    assert switched_to(fake_connection) == [NEW] and restarts(fake_connection) == 1
+
+
+# -- plan_release ------------------------------------------------------------------------------
+
+
+def test_plan_release_decides_everything_without_the_device(tmp_path, monkeypatch):
+    from edgekit.profiles import load_profile
+    from edgekit.settings import merge_settings
+    from edgekit.source import SourceSpec
+
+    wheel = tmp_path / "onnxruntime-1.19.2-cp310-cp310-manylinux_2_27_aarch64.whl"
+    wheel.write_bytes(b"wheel")
+    monkeypatch.setattr(stages, "fetch_wheels", lambda python, machine, glibc: [wheel])
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"onnx")
+    bundle = SimpleNamespace(
+        directory=tmp_path,
+        files={"model.onnx": model},
+        model=SimpleNamespace(task="classify", detect=None, labels=("a", "b"), sha256="m" * 64, preprocess=None),
+        calibration_sha256="c" * 64,
+    )
+    monkeypatch.setattr(stages, "release_manifest", lambda bundle, settings, rid: {"release": rid})
+    facts = {"python": {"version": "3.10.12"}, "platform": {"machine": "aarch64", "glibc": "2.35"}}
+    request = SimpleNamespace(source=SourceSpec("rtsp://cam/stream"), outputs={})
+
+    def planned(profile: str) -> ReleasePlan:
+        settings = merge_settings(load_profile(profile))
+        return stages.plan_release(SimpleNamespace(bundle=bundle, settings=settings, facts=facts), request)
+
+    orin, again, twin = planned("orin-nano-8gb-jp62"), planned("orin-nano-8gb-jp62"), planned("twin")
+    # The same inputs, the same release; release.json names it.
+    assert orin.release == again.release and orin.files == again.files
+    assert json.loads(orin.files["release.json"].local.read_text()) == {"release": orin.release}
+    assert [b.local for b in orin.wheels] == [wheel] and orin.python == "3.10.12"
+    # The GPU drop-in goes only to TensorRT devices; every blob is uploaded once.
+    assert orin.gpu_dropin is not None and twin.gpu_dropin is None
+    assert len(orin.blobs()) == len(orin.files) + len(orin.wheels) + 3 and len(twin.blobs()) == len(twin.files) + 3
