@@ -16,7 +16,7 @@ from typing import NotRequired, TypedDict
 
 import numpy as np
 
-from edgekit.agent.config import CALIBRATION_FILE
+from edgekit.agent.config import CALIBRATION_FILE, PRECISIONS
 from edgekit.agentpack import build_agent
 from edgekit.calibration import prepare
 from edgekit.errors import ModelError
@@ -24,7 +24,6 @@ from edgekit.model import ModelInfo, inspect_model, sha256_file
 from edgekit.quantize import quantize_qdq, reference_outputs
 
 # FP16 ships the FP32 model: TensorRT lowers it on the device.
-PRECISIONS = ("int8", "fp16", "fp32")
 CACHE_DIR = Path(os.environ.get("EDGEKIT_CACHE", Path.home() / ".cache" / "edgekit")) / "bundles"
 # Bump when what goes into a bundle changes, so stale cached bundles are not reused.
 BUNDLE_VERSION = "2"

@@ -10,13 +10,13 @@ from pathlib import Path
 import onnx
 from google.protobuf.message import DecodeError
 
+from edgekit.agent.config import TASKS
 from edgekit.agent.detect import FORMATS as DETECT_HEADS
 from edgekit.agent.preprocess import PreprocessSpec
 from edgekit.errors import ModelError
 
 METADATA_KEY = "edgekit.model"
 MIN_OPSET = 11
-TASKS = ("classify", "detect", "raw")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from edgekit.agent.config import CUDA_SEAMS, INT8_PATHS, PRECISIONS, RTSP_DECODES
 from edgekit.data import data_dir
 from edgekit.errors import UsageError
 
@@ -30,12 +31,8 @@ T = TypeVar("T", bound="DataclassInstance")
 PROFILES_DIR = data_dir("device_profiles")
 
 BACKENDS = ("tensorrt", "onnxruntime")
-# How a build gets INT8: TensorRT's calibrator (8.5-10.x), an explicit Q/DQ model built
-# strongly typed (TensorRT 11, onnxruntime), or not at all (no fast INT8 on the GPU).
-INT8_PATHS = ("calibrator", "qdq", "none")
-RTSP_DECODES = ("hardware", "software")
-# How the TensorRT backend reaches CUDA on the device (edgekit/agent/backends/tensorrt/cuda.py).
-CUDA_SEAMS = ("cudart", "pycuda")
+# The other vocabularies (precisions, INT8 paths, CUDA seams, RTSP decodes) are the agent's,
+# which reads them back from release.json and camera.json.
 _VERSION_RE = re.compile(r"^\d+(\.\d+)*$")
 
 
@@ -205,7 +202,7 @@ def _check(profile: Profile) -> None:
     choices = {
         "build.backend": (build.backend, BACKENDS),
         "build.int8": (build.int8, INT8_PATHS),
-        "build.precision": (build.precision, ("int8", "fp16", "fp32")),
+        "build.precision": (build.precision, PRECISIONS),
         "build.cuda": (build.cuda, CUDA_SEAMS),
         "camera.rtsp_decode": (profile.camera.rtsp_decode, RTSP_DECODES),
     }

@@ -12,10 +12,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from edgekit.agent.config import CUDA_SEAMS, PRECISIONS
 from edgekit.errors import UsageError
-from edgekit.profiles import CUDA_SEAMS, Camera, Profile, from_toml
-
-PRECISIONS = ("int8", "fp16", "fp32")
+from edgekit.profiles import Camera, Profile, from_toml
 
 
 class ConfigError(UsageError):

@@ -16,6 +16,8 @@ from .errors import AgentError
 from .preprocess import PreprocessSpec
 
 PRECISIONS = ("int8", "fp16", "fp32")
+# How a build gets INT8: TensorRT's calibrator (8.5-10.x), an explicit Q/DQ model built
+# strongly typed (TensorRT 11, onnxruntime), or not at all (no fast INT8 on the GPU).
 INT8_PATHS = ("calibrator", "qdq", "none")
 # How the TensorRT backend reaches CUDA: ctypes over libcudart, or pycuda where a device has it.
 CUDA_SEAMS = ("cudart", "pycuda")

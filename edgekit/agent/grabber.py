@@ -21,12 +21,12 @@ from typing import Callable, NamedTuple, TypeVar
 
 import numpy as np
 
+from .config import DROP_POLICIES
 from .errors import AgentError
 from .sources import FrameSource
 
 Log = Callable[[str], None]
 Count = Callable[[str], None]
-DROP_POLICIES = ("latest", "every")
 # Opening negotiates with the camera (RTSP DESCRIBE/SETUP, GStreamer caps, Argus session),
 # which legitimately takes longer than a frame read.
 MIN_OPEN_TIMEOUT_S = 15.0

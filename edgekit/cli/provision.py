@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from edgekit.agent.backends.tensorrt.progress import parse_progress
+from edgekit.agent.config import CUDA_SEAMS, PRECISIONS
 from edgekit.cli.connect import (
     DEFAULT_KNOWN_HOSTS,
     AcceptNewHostKeyOption,
@@ -35,8 +36,7 @@ from edgekit.cli.connect import (
 from edgekit.cli.output import console, err_console, print_json
 from edgekit.outputs import outputs
 from edgekit.preflight import require
-from edgekit.profiles import CUDA_SEAMS
-from edgekit.settings import PRECISIONS, load_user_config
+from edgekit.settings import load_user_config
 from edgekit.source import SourceSpec
 
 if TYPE_CHECKING:
