@@ -7,6 +7,7 @@ ProxyJump and command running) with paramiko's host key checking put back in.
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -51,15 +52,21 @@ class SSHConnection:
         timeout: float | None = None,
     ) -> RunResult:
         line = command_line(argv, sudo and not self.is_root)
+        timed_out = DeviceUnreachable(
+            f"{self.target} did not finish `{line}` within {timeout or 0:.0f} s; check the device's load and re-run."
+        )
+        started = time.monotonic()
         try:
             raw = self._conn.run(line, hide=True, warn=True, in_stream=False, timeout=timeout)
         except CommandTimedOut as exc:
-            raise DeviceUnreachable(
-                f"{self.target} did not finish `{line}` within {timeout:.0f} s; check the device's load and re-run."
-            ) from exc
+            raise timed_out from exc
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise self._dropped(exc) from exc
         result = RunResult(line, raw.exited, raw.stdout, raw.stderr)
+        # invoke decides "timed out" by whether its timer thread has ended: a command its timer
+        # has just killed can come back as a plain failure while that thread is still winding down.
+        if timeout is not None and not result.ok and time.monotonic() - started >= timeout:
+            raise timed_out
         if check and not result.ok:
             raise RemoteCommandFailed(failure_sentence(self.target, result), result)
         return result
