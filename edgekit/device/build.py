@@ -165,7 +165,7 @@ def follow_build(
             lines = watch.poll()
         except DeviceUnreachable as exc:
             now = time.monotonic()
-            dropped_at = dropped_at or now
+            dropped_at = now if dropped_at is None else dropped_at
             if now - dropped_at > RECONNECT_S:
                 raise DeviceUnreachable(
                     f"The link to {watch.conn.target} dropped during the build and did not come back within "
