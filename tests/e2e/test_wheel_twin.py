@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from test_facts_twin import check_args, written
-from test_provision_twin import SAMPLES
+from test_provision_twin import SAMPLES, provision_args
 from wheel_venv import WheelVenv, wheel_venv
 
 from edgekit.twin import TwinInfo
@@ -34,3 +34,12 @@ def test_installed_edgekit_checks_the_twin(twin: TwinInfo, venv: WheelVenv, tmp_
     assert plan["ok"] is True and plan["profile"] == "twin"
     assert plan["checks"] and all(check["ok"] for check in plan["checks"])
     assert written(twin, SERVICE_STATE) == before
+
+
+def test_installed_edgekit_provisions_the_twin(twin: TwinInfo, venv: WheelVenv, tmp_path: Path) -> None:
+    done = venv.run(venv.edgekit, *provision_args(twin, Path(twin.known_hosts), "--json"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    # The packaged unit, profiles and agent reached the device and the service serves.
+    assert result["profile"] == "twin" and result["gate"]["top1_agreement"] >= 0.99
+    assert result["first_result"]["release"] == result["release"]
