@@ -2,6 +2,9 @@
 
     EdgekitError                       exit 1
     ├── UsageError                     exit 2  a bad profile, config file or source URI
+    │   ├── ConfigError                a malformed or unknown setting (edgekit.settings)
+    │   └── ProfileError               a missing or malformed device profile (edgekit.profiles)
+    │       └── UnrecognisedDevice     no profile fits the device (edgekit.resolve)
     ├── ModelError                     exit 3  broken or unsupported ONNX, bad calibration data
     ├── ConnectionFailed               exit 4
     │   ├── DeviceUnreachable          no route, refused, timed out, dropped
