@@ -197,6 +197,13 @@ class _Reader:
     def choice_or(self, key: str, choices: Sequence[str], default: str | None) -> str | None:
         return default if self.data.get(key) is None else self.choice(key, choices)
 
+    def only(self, known: Sequence[str]) -> _Reader:
+        """Refuses a key this section does not have: a misspelt one would silently be a default."""
+        for key in self.data:
+            if key not in known:
+                raise self.fail(key, f"is not a known key (known: {', '.join(known)})")
+        return self
+
     def optional_section(self, key: str) -> _Reader | None:
         return None if self.data.get(key) is None else self.section(key)
 
@@ -232,9 +239,9 @@ def _load_json(path: str) -> _Reader:
 
 
 def load_site_config(path: str) -> SiteConfig:
-    reader = _load_json(path)
-    source = reader.section("source")
-    results = reader.section("results")
+    reader = _load_json(path).only(SiteConfig._fields[1:])
+    source = reader.section("source").only(SourceConfig._fields)
+    results = reader.section("results").only(ResultsConfig._fields)
     camera = reader.optional_section("camera")
     return SiteConfig(
         path=path,
@@ -270,6 +277,7 @@ def _optional(reader: _Reader, key: str, parse: Callable[[_Reader], T], default:
 
 
 def _camera(section: _Reader) -> CameraConfig:
+    section.only(CameraConfig._fields)
     defaults = CameraConfig()
     return CameraConfig(
         csi_pipeline=section.text_or("csi_pipeline", defaults.csi_pipeline),
@@ -282,6 +290,7 @@ def _camera(section: _Reader) -> CameraConfig:
 
 
 def _http(section: _Reader) -> HttpSinkConfig:
+    section.only(HttpSinkConfig._fields)
     defaults = HttpSinkConfig(url="")
     url = section.text("url")
     if not url.startswith(("http://", "https://")):
@@ -294,6 +303,7 @@ def _http(section: _Reader) -> HttpSinkConfig:
 
 
 def _mqtt(section: _Reader) -> MqttSinkConfig:
+    section.only(MqttSinkConfig._fields)
     defaults = MqttSinkConfig(host="")
     return MqttSinkConfig(
         host=section.text("host"),
@@ -307,10 +317,12 @@ def _mqtt(section: _Reader) -> MqttSinkConfig:
 
 
 def _metrics(section: _Reader) -> MetricsConfig:
+    section.only(MetricsConfig._fields)
     return MetricsConfig(port=section.integer_or("port", 1, MetricsConfig().port, MAX_PORT))
 
 
 def _samples(section: _Reader) -> SamplesConfig:
+    section.only(SamplesConfig._fields)
     defaults = SamplesConfig()
     return SamplesConfig(
         dir=section.text_or("dir", defaults.dir),

@@ -183,3 +183,24 @@ def test_a_detection_release_reads_its_head_and_thresholds(release_dir):
 def test_ports_and_numbers_are_bounded(make_site_config, make_video, edit, key):
     path = edit_json(make_site_config(make_video()), edit)
     assert key in config_error(load_site_config, str(path))
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [(None, "relase_dir"), ("source", "read_timeout"), ("results", "max_byte"), ("camera", "heigth")],
+)
+def test_a_misspelt_key_is_refused_by_name_not_taken_as_a_default(tmp_path, section, key):
+    config = {
+        "release_dir": "/r",
+        "source": {"uri": "rtsp://cam/stream"},
+        "results": {"path": "/tmp/r.jsonl", "max_bytes": 1, "backups": 0},
+        "topk": 1,
+        "camera": {"width": 640},
+    }
+    (config if section is None else config[section])[key] = 1
+    path = tmp_path / "camera.json"
+    path.write_text(json.dumps(config))
+    with pytest.raises(AgentError) as info:
+        load_site_config(str(path))
+    where = key if section is None else f"{section}.{key}"
+    assert f"key {where!r} is not a known key (known: " in info.value.message
