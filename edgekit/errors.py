@@ -13,7 +13,17 @@
     │   └── HostKeyChanged             known_hosts holds another key for this host
     ├── DeviceError                    exit 5  the device could not do what was asked
     │   ├── RemoteCommandFailed        a command exited non-zero (carries the result)
-    │   └── PreflightFailed            the device cannot run what was asked
+    │   ├── PreflightFailed            the device cannot run what was asked
+    │   └── AgentFailed                the agent on the device refused or failed; by its kind:
+    │       ├── AgentBackendError      backend: TensorRT, CUDA or onnxruntime not usable there
+    │       ├── AgentModelError        model: the device's runtime cannot parse or run the model
+    │       ├── AgentCalibrationError  calibration: the calibration set does not fit the model
+    │       ├── AgentPrecisionError    precision: the device cannot build that precision
+    │       ├── AgentBuildError        build: TensorRT could not build or load the engine
+    │       ├── AgentConfigError       config: release.json or camera.json is not usable
+    │       ├── AgentSourceError       source: the camera or video cannot be opened
+    │       ├── AgentSamplesError      samples: the gate samples are missing or broken
+    │       └── AgentMetricsError      metrics: the service's metrics port cannot be served
     ├── GateFailed                     exit 6  the quantized model disagrees with FP32
     ├── ActivationFailed               exit 7  the service did not become healthy
     └── TwinError                      exit 8  the local Jetson twin cannot run here
@@ -73,6 +83,56 @@ class RemoteCommandFailed(DeviceError):
 
 class PreflightFailed(DeviceError):
     pass
+
+
+class AgentFailed(DeviceError):
+    """An AgentError the agent reported (its JSON ``{"error": {"kind", "message"}}``)."""
+
+    kind = "unknown"
+
+
+class AgentBackendError(AgentFailed):
+    kind = "backend"
+
+
+class AgentModelError(AgentFailed):
+    kind = "model"
+
+
+class AgentCalibrationError(AgentFailed):
+    kind = "calibration"
+
+
+class AgentPrecisionError(AgentFailed):
+    kind = "precision"
+
+
+class AgentBuildError(AgentFailed):
+    kind = "build"
+
+
+class AgentConfigError(AgentFailed):
+    kind = "config"
+
+
+class AgentSourceError(AgentFailed):
+    kind = "source"
+
+
+class AgentSamplesError(AgentFailed):
+    kind = "samples"
+
+
+class AgentMetricsError(AgentFailed):
+    kind = "metrics"
+
+
+def agent_failure(kind: str, message: str) -> AgentFailed:
+    """The host exception of an agent error's kind (AgentFailed itself for a kind this host does not know)."""
+    for cls in AgentFailed.__subclasses__():
+        if cls.kind == kind:
+            return cls(message)
+    return AgentFailed(message)
 
 
 class GateFailed(EdgekitError):

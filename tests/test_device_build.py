@@ -79,6 +79,15 @@ def test_a_build_error_is_reported_in_its_own_words(fake_connection: FakeConnect
         build.follow_build(build.BuildWatch(fake_connection, RID), lambda line: None, sleep=FakeClock().sleep)
 
 
+def test_a_build_error_raises_the_host_exception_of_its_kind(fake_connection: FakeConnection) -> None:
+    from edgekit.errors import AgentCalibrationError
+
+    message = "calib.npy holds float16 images of shape [1, 8, 8], but the network input 'image' takes float32"
+    device(fake_connection, Unit([], ["inactive"]), {"error": {"kind": "calibration", "message": message}})
+    with pytest.raises(AgentCalibrationError, match="float16 images"):
+        build.follow_build(build.BuildWatch(fake_connection, RID), lambda line: None, sleep=FakeClock().sleep)
+
+
 def test_a_dropped_link_is_retried_until_it_comes_back(
     fake_connection: FakeConnection, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -45,3 +45,21 @@ def test_the_tree_draws_each_class_under_its_real_parent() -> None:
         parent = parents[-1] if parents else "EdgekitError"
         cls = next(c for c in subclasses(EdgekitError) if c.__name__ == name)
         assert cls.__mro__[1].__name__ == parent, (name, parent)
+
+
+def test_every_agent_error_kind_has_its_own_host_exception() -> None:
+    from pathlib import Path
+
+    from edgekit.errors import AgentFailed, agent_failure
+
+    agent = Path(errors.__file__).parent / "agent"
+    raised = set()
+    for source in agent.rglob("*.py"):
+        raised |= set(re.findall(r'AgentError\(\s*"(\w+)"', source.read_text()))
+    assert raised, "the agent raises AgentError with a kind"
+    classes = {kind: type(agent_failure(kind, "m")) for kind in raised}
+    assert all(cls is not AgentFailed and cls.kind == kind for kind, cls in classes.items()), classes
+    assert len(set(classes.values())) == len(raised)
+    # A kind from a newer agent is still a device error with its message.
+    unknown = agent_failure("quantum", "The agent says no.")
+    assert type(unknown) is AgentFailed and str(unknown) == "The agent says no." and unknown.exit_code == 5

@@ -16,7 +16,7 @@ from typing import Any
 
 from edgekit.agent import ENGINES_DIR
 from edgekit.device.layout import BUILDS_DIR, SERVICE_USER, VENV_LINK, release_dir
-from edgekit.errors import DeviceError, DeviceUnreachable
+from edgekit.errors import DeviceError, DeviceUnreachable, agent_failure
 from edgekit.ssh.seam import Connection
 
 POLL_S = 1.0
@@ -212,5 +212,5 @@ def _checked(watch: BuildWatch, answer: dict[str, Any] | None) -> dict[str, Any]
         )
     if "error" in answer:
         error = answer["error"]
-        raise DeviceError(f"The build on {conn.target} failed: {error.get('message', error)}")
+        raise agent_failure(str(error.get("kind")), f"The build on {conn.target} failed: {error.get('message', error)}")
     return answer
