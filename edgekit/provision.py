@@ -15,6 +15,7 @@ from typing import Any
 
 from edgekit.bundle import Bundle, BundleRequest, build_bundle
 from edgekit.device import build, install, service
+from edgekit.device.answers import GateReport
 from edgekit.device.blobs import Blob, prepare_store, upload_blobs
 from edgekit.device.facts import read_facts
 from edgekit.device.layout import CURRENT_LINK, METRICS, RESULTS_FILE, SAMPLES, UNIT_NAME
@@ -102,13 +103,13 @@ class ProvisionResult:
     task: str
     release: str
     changed: bool
-    gate: dict[str, Any]
+    gate: GateReport
     fps: float | None
     first_result: dict[str, Any]
     uploaded: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return asdict(self)
 
 
 def plan_provision(conn: Connection, request: ProvisionRequest, reporter: Reporter) -> Plan:
@@ -266,7 +267,7 @@ def install_runtime(conn: Connection, release: ReleasePlan, reporter: Reporter) 
 
 def build_and_gate(
     conn: Connection, plan: Plan, release: ReleasePlan, installed: Installed, threshold: float, reporter: Reporter
-) -> dict[str, Any]:
+) -> GateReport:
     """Build (or reattach to the build of) the release on the device and hold it to the gate.
 
     A release that fails here and is not serving is removed; one whose link dropped is
@@ -285,15 +286,14 @@ def build_and_gate(
     except BaseException:
         discard()
         raise
-    gate["threshold"] = threshold
-    measure, agreement = gate_measure(plan.bundle.model.task, gate)
-    # Named in the summary and --json: a detector is not gated on top-1 agreement.
-    gate["measure"] = measure
+    # The measure is named in the summary and --json: a detector is not gated on top-1 agreement.
+    gate = gate.held_to(plan.bundle.model.task, threshold)
+    measure, agreement = gate.measured(plan.bundle.model.task)
     if agreement < threshold:
         if install.current_release(conn) != rid:
             install.remove_release(conn, rid)
         raise GateFailed(
-            f"The {plan.settings.build.precision} model's {measure} with FP32 is {agreement:.1%} on {gate['samples']} "
+            f"The {plan.settings.build.precision} model's {measure} with FP32 is {agreement:.1%} on {gate.samples} "
             f"held-out samples, below the {threshold:.0%} gate; calibrate with more images from the "
             "real scene, or lower --gate-threshold knowingly."
         )
@@ -352,15 +352,7 @@ def provision(conn: Connection, plan: Plan, request: ProvisionRequest, reporter:
     )
 
 
-def gate_measure(task: str, gate: dict[str, Any]) -> tuple[str, float]:
-    """What the gate threshold applies to: the top-1 class for a classifier; the whole output's
-    cosine similarity for detection and raw heads, where no single class decides."""
-    if task == "classify":
-        return "top-1 agreement", float(gate["top1_agreement"])
-    return "output cosine similarity", float(gate["output_cosine"])
-
-
-def _build_and_gate(conn: Connection, rid: str, settings: Settings, reporter: Reporter) -> dict[str, Any]:
+def _build_and_gate(conn: Connection, rid: str, settings: Settings, reporter: Reporter) -> GateReport:
     """Run (or reattach to) the build unit and return the gate figures it measured."""
     pause = settings.build.stop_service_during_build and service.is_active(conn)
     watch, started = build.start_build(conn, rid, restart_after=UNIT_NAME if pause else None)
@@ -371,9 +363,8 @@ def _build_and_gate(conn: Connection, rid: str, settings: Settings, reporter: Re
     else:
         reporter.step(f"reattached to the build already running ({watch.unit})")
     answer = build.follow_build(watch, reporter.device_line, on_drop=reporter.step)
-    reporter.step(f"model ready on the device in {answer['ready_s']:.1f} s; gate run")
-    gate: dict[str, Any] = answer["gate"]
-    return gate
+    reporter.step(f"model ready on the device in {answer.ready_s:.1f} s; gate run")
+    return answer.gate
 
 
 def _json_blob(path: Path, data: dict[str, Any]) -> Blob:

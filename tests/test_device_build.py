@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from edgekit.device import build
+from edgekit.device.answers import BuildAnswer, GateReport
 from edgekit.errors import DeviceError, DeviceUnreachable
 from edgekit.testing import FakeClock, FakeConnection, Reply, Run
 
@@ -36,6 +37,23 @@ class Unit:
         return Reply("".join(line + "\n" for line in lines) + "--state--\n" + state)
 
 
+GATE = {
+    "samples": 10,
+    "top1_agreement": 1.0,
+    "output_cosine": 0.9999,
+    "max_abs_diff": 0.01,
+    "accuracy": None,
+    "reference_accuracy": None,
+    "infer_ms_mean": 1.5,
+}
+
+
+def answer(**changes: Any) -> dict[str, Any]:
+    """A build answer as the agent writes it (edgekit/agent/build.py)."""
+    base = {"release": RID, "backend": "tensorrt", "precision": "int8", "ready_s": 3.5, "gate": GATE}
+    return {**base, **changes}
+
+
 def device(fake: FakeConnection, unit: Unit, answer: dict[str, Any] | None) -> None:
     fake.on(FOLLOW, unit)
     fake.on(["cat", "--", build.result_path(RID)], Reply(json.dumps(answer) if answer else "", exit_code=0))
@@ -44,12 +62,15 @@ def device(fake: FakeConnection, unit: Unit, answer: dict[str, Any] | None) -> N
 
 def test_follow_streams_the_journal_and_returns_the_answer(fake_connection: FakeConnection) -> None:
     unit = Unit(["parsing", list(b"caf\xc3\xa9 \xff")], ["active", "active", "inactive"])
-    device(fake_connection, unit, {"ready_s": 3.5, "gate": {"samples": 10}})
+    device(fake_connection, unit, answer(invocation="inv1"))
     clock, lines = FakeClock(), []
 
-    answer = build.follow_build(build.BuildWatch(fake_connection, RID), lines.append, sleep=clock.sleep)
+    found = build.follow_build(build.BuildWatch(fake_connection, RID), lines.append, sleep=clock.sleep)
 
-    assert answer == {"ready_s": 3.5, "gate": {"samples": 10}}
+    # Parsed at the edge into typed fields.
+    assert found == BuildAnswer(
+        RID, "tensorrt", "int8", 3.5, GateReport(10, 1.0, 0.9999, 0.01, None, None, 1.5), "inv1"
+    )
     # journald gives invalid UTF-8 as byte values; each line comes once, the cursor moving on.
     assert lines == ["parsing", "café \ufffd"]
     assert unit.queries[0] == ("", "") and unit.queries[-1] == ("inv1", "c1")
@@ -94,7 +115,7 @@ def test_a_dropped_link_is_retried_until_it_comes_back(
     clock = FakeClock()
     monkeypatch.setattr(build, "time", clock)
     unit = Unit(["before", "after"], ["active", "active", "inactive"])
-    device(fake_connection, unit, {"ready_s": 1.0})
+    device(fake_connection, unit, answer(ready_s=1.0))
     drops = iter([False, True, True, False])
 
     def flaky(call: Run) -> Reply:
@@ -106,9 +127,9 @@ def test_a_dropped_link_is_retried_until_it_comes_back(
     notes: list[str] = []
     lines: list[str] = []
 
-    answer = build.follow_build(build.BuildWatch(fake_connection, RID), lines.append, notes.append, clock.sleep)
+    found = build.follow_build(build.BuildWatch(fake_connection, RID), lines.append, notes.append, clock.sleep)
 
-    assert answer == {"ready_s": 1.0} and lines == ["before", "after"]
+    assert found.ready_s == 1.0 and lines == ["before", "after"]
     assert notes == [
         "link dropped (The link to nvidia@jetson dropped (EOF)); reconnecting",
         "link dropped (The link to nvidia@jetson dropped (EOF)); reconnecting",
@@ -141,8 +162,14 @@ def test_a_build_unloaded_before_its_invocation_was_seen_still_shows_its_last_li
     fake_connection: FakeConnection,
 ) -> None:
     unit = Unit(["done"], ["inactive"])
-    device(fake_connection, unit, {"ready_s": 0.2, "invocation": "inv0"})
+    device(fake_connection, unit, answer(ready_s=0.2, invocation="inv0"))
     fake_connection.on(FOLLOW, lambda call: Reply(unit(call).stdout.replace("InvocationID=inv1", "InvocationID=")))
     lines: list[str] = []
     build.follow_build(build.BuildWatch(fake_connection, RID), lines.append, sleep=FakeClock().sleep)
     assert unit.queries[-1] == ("inv0", "") and lines == ["done"]
+
+
+def test_a_malformed_answer_is_one_sentence(fake_connection: FakeConnection) -> None:
+    device(fake_connection, Unit([], ["inactive"]), answer(gate={**GATE, "samples": "ten"}))
+    with pytest.raises(DeviceError, match=r"^The device's build answer has samples = 'ten', not a int; .*re-run"):
+        build.follow_build(build.BuildWatch(fake_connection, RID), lambda line: None, sleep=FakeClock().sleep)

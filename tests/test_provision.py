@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 
 from edgekit.bundle import Bundle
+from edgekit.device.answers import GateReport
 from edgekit.device.layout import CURRENT_LINK, RESULTS_FILE
 from edgekit.model import inspect_model
 from edgekit.profiles import load_profile
 from edgekit.provision import (
     RESULTS_MAX_BYTES,
-    gate_measure,
     release_files,
     release_manifest,
     served_model,
@@ -116,7 +116,8 @@ def test_the_served_model_and_only_it_is_shipped(tmp_path: Path, profile: str, p
 
 
 def test_the_gate_measures_classifiers_by_top1_and_other_heads_by_cosine() -> None:
-    gate = {"top1_agreement": 0.5, "output_cosine": 0.999}
-    assert gate_measure("classify", gate) == ("top-1 agreement", 0.5)
-    assert gate_measure("detect", gate) == ("output cosine similarity", 0.999)
-    assert gate_measure("raw", gate) == ("output cosine similarity", 0.999)
+    gate = GateReport(360, 0.5, 0.999, 0.1, None, None, 1.0)
+    assert gate.measured("classify") == ("top-1 agreement", 0.5)
+    assert gate.measured("detect") == ("output cosine similarity", 0.999)
+    assert gate.measured("raw") == ("output cosine similarity", 0.999)
+    assert gate.held_to("detect", 0.98).to_dict()["measure"] == "output cosine similarity"

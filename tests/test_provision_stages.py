@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import edgekit.provision as stages
+from edgekit.device.answers import GateReport
 from edgekit.device.blobs import Blob
 from edgekit.device.layout import CURRENT_LINK, RELEASES_DIR, UNIT_NAME
 from edgekit.errors import ActivationFailed, DeviceError, DeviceUnreachable, GateFailed
@@ -58,10 +59,10 @@ def removed(device: FakeConnection) -> list[str]:
 
 
 def gate_then(monkeypatch: pytest.MonkeyPatch, outcome: Any) -> None:
-    def build(conn: Any, rid: str, settings: Any, reporter: Reporter) -> dict[str, Any]:
+    def build(conn: Any, rid: str, settings: Any, reporter: Reporter) -> GateReport:
         if isinstance(outcome, BaseException):
             raise outcome
-        return dict(outcome)
+        return GateReport.parse({"max_abs_diff": 0.1, "infer_ms_mean": 1.0, "output_cosine": 0.99, **outcome})
 
     monkeypatch.setattr(stages, "_build_and_gate", build)
 
@@ -70,7 +71,7 @@ def test_a_release_that_gates_is_kept_with_its_measure(fake_connection, release,
     gate_then(monkeypatch, {"samples": 360, "top1_agreement": 0.997})
     serving(fake_connection, OLD)
     gate = build_and_gate(fake_connection, plan(), release, Installed(False, True), 0.99, Reporter())
-    assert gate == {"samples": 360, "top1_agreement": 0.997, "threshold": 0.99, "measure": "top-1 agreement"}
+    assert (gate.samples, gate.top1_agreement, gate.threshold, gate.measure) == (360, 0.997, 0.99, "top-1 agreement")
     assert removed(fake_connection) == []
 
 

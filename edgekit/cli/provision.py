@@ -220,19 +220,17 @@ def _summary(result: ProvisionResult) -> None:
     gate = result.gate
     accuracy = (
         ""
-        if gate.get("accuracy") is None
-        else f", accuracy {gate['accuracy']:.1%} (FP32 {gate['reference_accuracy']:.1%})"
+        if gate.accuracy is None or gate.reference_accuracy is None
+        else f", accuracy {gate.accuracy:.1%} (FP32 {gate.reference_accuracy:.1%})"
     )
-    from edgekit.provision import gate_measure
-
-    measure, figure = gate_measure(result.task, gate)
+    measure, figure = gate.measured(result.task)
     err_console.print(f"[bold green]provisioned[/] {result.target} ({'changed' if result.changed else 'unchanged'})")
     err_console.print(f"  device     {result.device_model or 'unknown'} (L4T {result.l4t or '?'})")
     err_console.print(f"  profile    {result.profile}")
     err_console.print(f"  release    {result.release}, {result.precision} on {result.backend}, Python {result.python}")
     err_console.print(
-        f"  gate       {measure} {figure:.1%} on {gate['samples']} samples "
-        f"(threshold {gate['threshold']:.0%}){accuracy}"
+        f"  gate       {measure} {figure:.1%} on {gate.samples} samples "
+        f"(threshold {gate.threshold or 0:.0%}){accuracy}"
     )
     err_console.print(
         f"  service    edgekit-camera.service active, {result.fps or 0:.1f} FPS, "

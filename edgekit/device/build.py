@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgekit.agent import ENGINES_DIR
+from edgekit.device.answers import BuildAnswer
 from edgekit.device.layout import BUILDS_DIR, SERVICE_USER, VENV_LINK, release_dir
 from edgekit.errors import DeviceError, DeviceUnreachable, agent_failure
 from edgekit.ssh.seam import Connection
@@ -157,7 +158,7 @@ def follow_build(
     on_line: Callable[[str], None],
     on_drop: Callable[[str], None] = lambda text: None,
     sleep: Callable[[float], None] = time.sleep,
-) -> dict[str, Any]:
+) -> BuildAnswer:
     """Stream the build's lines until the unit stops, then return its answer."""
     dropped_at: float | None = None
     while True:
@@ -200,7 +201,7 @@ def _read_answer(watch: BuildWatch) -> dict[str, Any] | None:
     return answer if isinstance(answer, dict) else None
 
 
-def _checked(watch: BuildWatch, answer: dict[str, Any] | None) -> dict[str, Any]:
+def _checked(watch: BuildWatch, answer: dict[str, Any] | None) -> BuildAnswer:
     conn, state = watch.conn, watch.state or {}
     conn.run(["systemctl", "reset-failed", watch.unit], sudo=True, check=False)
     if answer is None:
@@ -213,4 +214,4 @@ def _checked(watch: BuildWatch, answer: dict[str, Any] | None) -> dict[str, Any]
     if "error" in answer:
         error = answer["error"]
         raise agent_failure(str(error.get("kind")), f"The build on {conn.target} failed: {error.get('message', error)}")
-    return answer
+    return BuildAnswer.parse(answer)

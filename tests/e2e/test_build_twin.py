@@ -67,8 +67,8 @@ def test_the_build_survives_a_dropped_link_and_is_reattached(build_twin: TwinInf
     finally:
         conn.close()
     assert drops[0].startswith("link dropped") and drops[-1].startswith("reconnected")
-    assert answer["invocation"] == watch.invocation
-    assert answer["gate"]["samples"] == 360 and answer["gate"]["top1_agreement"] >= 0.99
+    assert answer.invocation == watch.invocation
+    assert answer.gate.samples == 360 and answer.gate.top1_agreement >= 0.99
     assert any(line.startswith("preparing release") for line in lines), lines
     assert any(line.startswith("model ready") for line in lines)
     # It ran as the unprivileged service user, and systemd forgot the finished unit.
