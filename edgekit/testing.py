@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.errors import DeviceError, RemoteCommandFailed
-from edgekit.ssh.seam import ProgressCallback, RunResult, command_line, failure_sentence
+from edgekit.errors import DeviceError
+from edgekit.ssh.seam import ProgressCallback, RunResult, checked, command_line
 from edgekit.ssh.target import Target
 
 __all__ = ["FakeClock", "FakeConnection", "Get", "Put", "Reply", "Run", "UnansweredCommand", "fake_connection"]
@@ -117,9 +117,7 @@ class FakeConnection:
         self.runs.append(call)
         reply = self._answer(call)
         result = RunResult(command_line(argv, sudo and not self.is_root), reply.exit_code, reply.stdout, reply.stderr)
-        if check and not result.ok:
-            raise RemoteCommandFailed(failure_sentence(self.target, result), result)
-        return result
+        return checked(self.target, result, check)
 
     def put(self, local: Path, remote: str, progress: ProgressCallback | None = None) -> None:
         data = local.read_bytes()

@@ -26,8 +26,9 @@ from edgekit.errors import (
     RemoteCommandFailed,
     UnknownHostKey,
 )
-from edgekit.ssh.connection import CHUNK_BYTES, SSHConnection, command_line, open_connection
+from edgekit.ssh.connection import CHUNK_BYTES, SSHConnection, open_connection
 from edgekit.ssh.hostkeys import fingerprint
+from edgekit.ssh.seam import command_line
 from edgekit.ssh.target import Target
 
 

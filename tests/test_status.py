@@ -15,7 +15,7 @@ from test_cli import assert_clean_error, edgekit, free_port
 from edgekit.agent.metrics import STAGES, Metrics, MetricsServer
 from edgekit.cli.status import _table
 from edgekit.device.status import FETCH_SCRIPT, DeviceStatus, fetch_argv, metrics_answer, not_ours
-from edgekit.ssh.connection import RunResult
+from edgekit.ssh.seam import RunResult
 
 
 def fetch(config: Path, timeout: float = 5.0) -> RunResult:

@@ -13,7 +13,6 @@ from edgekit.cli.output import err_console
 if TYPE_CHECKING:
     from edgekit.api import Endpoint
 
-DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
 
 TargetArgument = Annotated[str, typer.Argument(help="The device, as [user@]host[:port] or a ~/.ssh/config alias.")]
 IdentityOption = Annotated[Path | None, typer.Option("--identity", "-i", help="SSH private key.")]

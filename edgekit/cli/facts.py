@@ -7,7 +7,6 @@ from typing import Any
 from rich.table import Table
 
 from edgekit.cli.connect import (
-    DEFAULT_KNOWN_HOSTS,
     AcceptNewHostKeyOption,
     IdentityOption,
     JsonOption,
@@ -19,6 +18,7 @@ from edgekit.cli.connect import (
     read_device,
 )
 from edgekit.cli.output import console, print_json
+from edgekit.ssh.seam import DEFAULT_KNOWN_HOSTS
 
 
 def facts_command(

@@ -23,7 +23,6 @@ from rich.text import Text
 from edgekit.agent.backends.tensorrt.progress import parse_progress
 from edgekit.agent.config import CUDA_SEAMS, PRECISIONS
 from edgekit.cli.connect import (
-    DEFAULT_KNOWN_HOSTS,
     AcceptNewHostKeyOption,
     IdentityOption,
     JsonOption,
@@ -38,6 +37,7 @@ from edgekit.outputs import outputs
 from edgekit.preflight import require
 from edgekit.settings import load_user_config
 from edgekit.source import SourceSpec
+from edgekit.ssh.seam import DEFAULT_KNOWN_HOSTS
 
 if TYPE_CHECKING:
     from edgekit.api import Endpoint

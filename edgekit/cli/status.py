@@ -8,7 +8,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from edgekit.cli.connect import (
-    DEFAULT_KNOWN_HOSTS,
     AcceptNewHostKeyOption,
     IdentityOption,
     JsonOption,
@@ -20,6 +19,7 @@ from edgekit.cli.connect import (
 )
 from edgekit.cli.output import console, print_json
 from edgekit.device.layout import UNIT_NAME
+from edgekit.ssh.seam import DEFAULT_KNOWN_HOSTS
 
 # The metrics parser shares its module with the service's HTTP server, and http.server (with
 # http.client and ssl behind it) costs every other command more than it takes to run.

@@ -15,13 +15,9 @@ import fabric
 import paramiko
 from invoke.exceptions import CommandTimedOut
 
-from edgekit.errors import AuthFailed, DeviceError, DeviceUnreachable, RemoteCommandFailed
+from edgekit.errors import AuthFailed, DeviceError, DeviceUnreachable
 from edgekit.ssh.hostkeys import KnownHostsPolicy, changed_key_error, load_known_hosts
-
-# Connection and RunResult are re-exported for callers written before the seam moved.
-from edgekit.ssh.seam import Connection as Connection
-from edgekit.ssh.seam import ProgressCallback, command_line, failure_sentence
-from edgekit.ssh.seam import RunResult as RunResult
+from edgekit.ssh.seam import ProgressCallback, RunResult, checked, command_line
 from edgekit.ssh.target import Target
 
 CONNECT_TIMEOUT_S = 15.0
@@ -67,9 +63,7 @@ class SSHConnection:
         # has just killed can come back as a plain failure while that thread is still winding down.
         if timeout is not None and not result.ok and time.monotonic() - started >= timeout:
             raise timed_out
-        if check and not result.ok:
-            raise RemoteCommandFailed(failure_sentence(self.target, result), result)
-        return result
+        return checked(self.target, result, check)
 
     def put(self, local: Path, remote: str, progress: ProgressCallback | None = None) -> None:
         """Upload ``local`` to ``remote``, resuming a partial ``remote`` left by a dropped link."""

@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from edgekit.errors import RemoteCommandFailed
 from edgekit.ssh.target import Target
 
+# Where host keys are checked unless the caller names another file.
+DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
 ProgressCallback = Callable[[int, int], None]
 
 
@@ -56,6 +59,14 @@ def command_line(argv: Sequence[str], sudo: bool) -> str:
     """Quote every argument; the remote login shell must never re-split our words."""
     quoted = shlex.join(argv)
     return f"sudo -n -- {quoted}" if sudo else quoted
+
+
+def checked(target: Target, result: RunResult, check: bool) -> RunResult:
+    """``result``, or with ``check`` and a non-zero exit, the RemoteCommandFailed every
+    Connection raises for it, so a fake fails with the words a device would."""
+    if check and not result.ok:
+        raise RemoteCommandFailed(failure_sentence(target, result), result)
+    return result
 
 
 def failure_sentence(target: Target, result: RunResult) -> str:
