@@ -34,10 +34,10 @@ from edgekit import provision as stages
 from edgekit.profiles import ProfileError
 from edgekit.provision import Plan, ProvisionRequest, ProvisionResult, Reporter
 from edgekit.source import SourceSpec
+from edgekit.ssh.seam import DEFAULT_KNOWN_HOSTS, Connection
 
 if TYPE_CHECKING:
     from edgekit.device.status import DeviceStatus
-    from edgekit.ssh.connection import Connection
 
 __all__ = [
     "Endpoint",
@@ -52,8 +52,6 @@ __all__ = [
     "provision",
     "status",
 ]
-
-DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
 
 
 @dataclass(frozen=True)
@@ -118,34 +116,25 @@ def facts(device: Endpoint | str, profile: str | None = None) -> FactsReport:
     with endpoint.connect() as conn:
         found = read_facts(conn)
     identity = DeviceIdentity.from_facts(found)
-    report = FactsReport(endpoint.target, identity.describe(), found, None, None, [], None)
     try:
-        resolution = resolve_profile(identity, load_profiles(), profile)
+        resolution, error = resolve_profile(identity, load_profiles(), profile).to_dict(), None
     except ProfileError as exc:
-        return FactsReport(**{**asdict(report), "profile_error": str(exc)})
-    return FactsReport(**{**asdict(report), **resolution.to_dict()})
+        resolution, error = {"profile": None, "how": None, "notes": []}, str(exc)
+    return FactsReport(endpoint.target, identity.describe(), found, **resolution, profile_error=error)
 
 
 def plan(device: Endpoint | str, request: ProvisionRequest, reporter: Reporter | None = None) -> Plan:
     """What ``provision`` would do: the model checked, the device read, its profile and
     settings, the host-side bundle and every preflight check. Nothing on the device changes."""
-    endpoint = _endpoint(device)
-    reporter = reporter or Reporter()
-    _check_model(request, reporter)
-    reporter.step(f"connecting to {endpoint.target}")
-    with endpoint.connect() as conn:
-        return _plan(conn, request, reporter)
+    with _planned(device, request, reporter or Reporter()) as (_, planned):
+        return planned
 
 
 def provision(device: Endpoint | str, request: ProvisionRequest, reporter: Reporter | None = None) -> ProvisionResult:
     """Check the model, read the device, refuse what would fail there, then build, gate and
     start the camera service (edgekit.provision's stages, in order)."""
-    endpoint = _endpoint(device)
     reporter = reporter or Reporter()
-    _check_model(request, reporter)
-    reporter.step(f"connecting to {endpoint.target}")
-    with endpoint.connect() as conn:
-        planned = _plan(conn, request, reporter)
+    with _planned(device, request, reporter) as (conn, planned):
         reporter.planned(planned)
         return stages.provision(conn, planned, request, reporter)
 
@@ -158,14 +147,18 @@ def status(device: Endpoint | str) -> DeviceStatus:
         return device_status(conn)
 
 
-def _check_model(request: ProvisionRequest, reporter: Reporter) -> None:
-    # A broken model is refused before any connection is made.
+@contextlib.contextmanager
+def _planned(
+    device: Endpoint | str, request: ProvisionRequest, reporter: Reporter
+) -> Iterator[tuple[Connection, Plan]]:
+    """The model checked (before any connection, so a broken one costs nothing), then the
+    device connected and planned for; the connection closes when the block ends."""
     from edgekit.model import inspect_model
 
+    endpoint = _endpoint(device)
     reporter.step("checking the model")
     inspect_model(request.model)
-
-
-def _plan(conn: Connection, request: ProvisionRequest, reporter: Reporter) -> Plan:
-    reporter.step("reading the device")
-    return stages.plan_provision(conn, request, reporter)
+    reporter.step(f"connecting to {endpoint.target}")
+    with endpoint.connect() as conn:
+        reporter.step("reading the device")
+        yield conn, stages.plan_provision(conn, request, reporter)

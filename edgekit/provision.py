@@ -25,7 +25,7 @@ from edgekit.profiles import load_profiles
 from edgekit.resolve import DeviceIdentity, Resolution, resolve_profile
 from edgekit.settings import Settings, UserConfig, merge_settings
 from edgekit.source import SourceSpec
-from edgekit.ssh.connection import Connection
+from edgekit.ssh.seam import Connection
 from edgekit.wheels import fetch_wheels, runtime_requirements
 
 RESULTS_MAX_BYTES = 10 * 1024 * 1024
@@ -274,17 +274,13 @@ def build_and_gate(
     kept, because its build goes on and a re-run attaches to it.
     """
     rid = release.release
-
-    def discard() -> None:
-        if installed.release_new and install.current_release(conn) != rid:
-            install.remove_release(conn, rid)
-
     try:
         gate = _build_and_gate(conn, rid, plan.settings, reporter)
     except DeviceUnreachable:
         raise
     except BaseException:
-        discard()
+        if installed.release_new and install.current_release(conn) != rid:
+            install.remove_release(conn, rid)
         raise
     # The measure is named in the summary and --json: a detector is not gated on top-1 agreement.
     gate = gate.held_to(plan.bundle.model.task, threshold)
