@@ -16,12 +16,10 @@ import sys
 from pathlib import Path
 
 import cv2
-import numpy as np
-import onnxruntime
 import pytest
 from fake_cudart import build_fake_cudart
+from test_agent_service import expected_labels
 
-from edgekit.agent.preprocess import PreprocessSpec, preprocess
 from edgekit.profiles import load_profile
 from edgekit.provision import release_files, release_manifest
 from edgekit.settings import merge_settings
@@ -97,19 +95,6 @@ def serve(seam: str, release: Path, clip: Path, tmp_path: Path, fake_cudart: Pat
     )
 
 
-def fp32_labels(clip: Path, release: Path) -> list[str]:
-    manifest = json.loads((release / "release.json").read_text())
-    spec = PreprocessSpec.from_dict(manifest["preprocess"])
-    session = onnxruntime.InferenceSession(str(release / "model.onnx"), providers=["CPUExecutionProvider"])
-    capture = cv2.VideoCapture(str(clip))
-    labels = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            return labels
-        labels.append(manifest["labels"][int(np.argmax(session.run(None, {"image": preprocess(frame, spec)})[0]))])
-
-
 @pytest.mark.parametrize("seam", ["cudart", "pycuda"])
 def test_the_service_infers_through_tensorrt_in_its_pipeline_thread(seam, bundle, clip, fake_cudart, tmp_path):
     release = orin_release(bundle, tmp_path / "release", seam)
@@ -125,5 +110,5 @@ def test_the_service_infers_through_tensorrt_in_its_pipeline_thread(seam, bundle
     records = [json.loads(line) for line in done.stdout.splitlines()]
     assert [record["frame"] for record in records] == list(range(FRAMES))
     assert "TensorRT warning: CUDA lazy loading is not enabled" in done.stderr
-    assert [record["top"][0]["label"] for record in records] == fp32_labels(clip, release)
+    assert [record["top"][0]["label"] for record in records] == expected_labels(clip, release, release / "model.onnx")
     assert len([path for path in (tmp_path / "engines").glob("*.engine")]) == 1
