@@ -507,7 +507,8 @@ def build_report(
         {
             "mode": run.mode,
             "frames": run.frames,
-            "seconds": round(run.seconds, 4),
+            # Significant digits: a tiny model's raw run takes under a millisecond.
+            "seconds": float(f"{run.seconds:.4g}"),
             "fps": round(run.fps, 2),
             "vs_raw": ratio(run.fps, raw_fps),
             "vs_naive": ratio(run.fps, naive_fps),
