@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -9,11 +10,11 @@ from pathlib import Path
 import pytest
 from test_provision_twin import edgekit, on_twin, provision_args
 
+from edgekit.api import Endpoint
 from edgekit.device import build
 from edgekit.device.build import follow_build, result_path, start_build
 from edgekit.errors import DeviceError, DeviceUnreachable
-from edgekit.ssh.connection import SSHConnection, open_connection
-from edgekit.ssh.target import parse_target
+from edgekit.ssh.seam import Connection
 from edgekit.twin import TwinInfo, twin_exec
 
 pytestmark = pytest.mark.e2e
@@ -26,13 +27,10 @@ def provision(twin: TwinInfo, tmp_path: Path) -> tuple[str, str]:
     return json.loads(done.stdout)["release"], done.stderr
 
 
-def connect(twin: TwinInfo, tmp_path: Path) -> SSHConnection:
-    return open_connection(
-        parse_target(twin.target),
-        known_hosts=tmp_path / "known_hosts",
-        identity=Path(twin.identity),
-        use_ssh_config=False,
-    )
+def connect(twin: TwinInfo, tmp_path: Path) -> contextlib.AbstractContextManager[Connection]:
+    """The same connection the public API opens, trusting the key the provision recorded."""
+    endpoint = Endpoint(twin.target, Path(twin.identity), tmp_path / "known_hosts", use_ssh_config=False)
+    return endpoint.connect()
 
 
 def test_the_build_survives_a_dropped_link_and_is_reattached(build_twin: TwinInfo, tmp_path: Path) -> None:
@@ -40,8 +38,7 @@ def test_the_build_survives_a_dropped_link_and_is_reattached(build_twin: TwinInf
     rid, stderr = provision(twin, tmp_path)
     # The CLI showed the build unit's own lines while it ran.
     assert "device: model ready" in stderr
-    conn = connect(twin, tmp_path)
-    try:
+    with connect(twin, tmp_path) as conn:
         watch, started = start_build(conn, rid)
         assert started and watch.invocation
         # Hold the build where it is, so it is surely still running when the host comes back.
@@ -64,8 +61,6 @@ def test_the_build_survives_a_dropped_link_and_is_reattached(build_twin: TwinInf
 
         lines: list[str] = []
         answer = follow_build(again, lines.append, on_drop=on_drop, sleep=lambda seconds: None)
-    finally:
-        conn.close()
     assert drops[0].startswith("link dropped") and drops[-1].startswith("reconnected")
     assert answer.invocation == watch.invocation
     assert answer.gate.samples == 360 and answer.gate.top1_agreement >= 0.99
@@ -81,15 +76,12 @@ def test_a_paused_service_is_started_again_by_the_build_unit_itself(build_twin: 
     rid, _ = provision(twin, tmp_path)
     service = "edgekit-camera.service"
     before = on_twin(twin, "systemctl", "show", "--property=MainPID", "--value", service)
-    conn = connect(twin, tmp_path)
-    try:
+    with connect(twin, tmp_path) as conn:
         watch, started = start_build(conn, rid, restart_after=service)
         assert started
         # Paused for the build: on a 4 GB Jetson the engine build needs the service's memory.
         assert twin_exec(twin.name, ["systemctl", "is-active", "--quiet", service]).returncode != 0
         # The host goes away; the unit brings the service back on its own when it ends.
-    finally:
-        conn.close()
     for _ in range(60):
         if twin_exec(twin.name, ["systemctl", "is-active", "--quiet", service]).returncode == 0:
             break
@@ -104,8 +96,7 @@ def test_a_killed_build_and_a_link_that_stays_down_are_explained(
 ) -> None:
     twin = build_twin
     rid, _ = provision(twin, tmp_path)
-    conn = connect(twin, tmp_path)
-    try:
+    with connect(twin, tmp_path) as conn:
         watch, _ = start_build(conn, rid)
         on_twin(twin, "systemctl", "kill", "--signal=SIGSTOP", watch.unit)
         # The link goes down for longer than the host waits: it says the build goes on.
@@ -122,6 +113,4 @@ def test_a_killed_build_and_a_link_that_stays_down_are_explained(
         on_twin(twin, "systemctl", "kill", "--signal=SIGKILL", watch.unit)
         with pytest.raises(DeviceError, match=r"stopped without an answer \(result signal"):
             follow_build(watch, lambda line: None)
-    finally:
-        conn.close()
     assert twin_exec(twin.name, ["test", "-e", result_path(rid)]).returncode != 0
