@@ -37,6 +37,7 @@ from edgekit.source import SourceSpec
 from edgekit.ssh.seam import DEFAULT_KNOWN_HOSTS, Connection
 
 if TYPE_CHECKING:
+    from edgekit.device.facts import DeviceFacts
     from edgekit.device.status import DeviceStatus
 
 __all__ = [
@@ -96,14 +97,14 @@ class FactsReport:
 
     target: str
     device: str
-    facts: dict[str, Any]
+    facts: DeviceFacts
     profile: str | None
     how: str | None
     notes: list[str]
     profile_error: str | None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "facts": self.facts.to_dict()}
 
 
 def facts(device: Endpoint | str, profile: str | None = None) -> FactsReport:

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgekit.errors import PreflightFailed
 from edgekit.profiles import Profile, version_tuple
 from edgekit.settings import Settings
 from edgekit.source import SourceSpec
+
+if TYPE_CHECKING:
+    from edgekit.device.facts import DeviceFacts
 
 MIN_PYTHON = (3, 8)
 # Results file, sample ring, journal growth and the old release's venv while a new one installs.
@@ -50,7 +53,7 @@ class DiskNeed:
 
 @dataclass(frozen=True)
 class PreflightInput:
-    facts: dict[str, Any]
+    facts: DeviceFacts
     profile: Profile
     settings: Settings
     source: SourceSpec
@@ -66,7 +69,7 @@ def _failed(name: str, detail: str, problem: str) -> Check:
 
 
 def check_jetpack(given: PreflightInput) -> Check:
-    profile, python = given.profile, given.facts["python"]["version"]
+    profile, python = given.profile, given.facts.python.version
     detail = f"{profile.description}, Python {python}"
     if not profile.supported:
         return _failed("jetpack", detail, f"{profile.module.name} is not supported: {profile.unsupported}")
@@ -80,14 +83,14 @@ def check_jetpack(given: PreflightInput) -> Check:
 
 
 def check_system(given: PreflightInput) -> Check:
-    facts = given.facts
-    glibc = facts["platform"].get("glibc")
-    detail = f"{facts['platform']['system']} {facts['platform']['machine']}, glibc {glibc or 'none'}"
+    platform = given.facts.platform
+    glibc = platform.glibc
+    detail = f"{platform.system} {platform.machine}, glibc {glibc or 'none'}"
     if not glibc:
         return _failed(
             "system", detail, "The device's Python reports no glibc; edgekit supports L4T and other glibc Linux."
         )
-    if not facts.get("systemd"):
+    if not given.facts.systemd:
         return _failed("system", detail, "The device does not run systemd as PID 1; the camera service needs it.")
     return _passed("system", detail + ", systemd")
 
@@ -117,11 +120,10 @@ def check_precision(given: PreflightInput) -> Check:
 
 
 def check_runtime(given: PreflightInput) -> Check:
-    facts, profile = given.facts, given.profile
+    profile = given.profile
     if given.settings.build.backend != "tensorrt":
         return _passed("runtime", f"{given.settings.build.backend} (shipped by edgekit)")
-    tensorrt = facts.get("tensorrt") or {}
-    python_version, package = tensorrt.get("python"), tensorrt.get("package")
+    python_version, package = given.facts.tensorrt.python, given.facts.tensorrt.package
     detail = f"TensorRT {python_version or package or 'missing'} (profile: {profile.software.tensorrt})"
     if python_version is None:
         where = f"TensorRT {package} is installed but" if package else "TensorRT is not installed and"
@@ -153,33 +155,33 @@ def check_cuda(given: PreflightInput) -> Check:
     if build.backend != "tensorrt":
         return _passed("cuda", f"not used by {build.backend}")
     if build.cuda == "pycuda":
-        pycuda = facts.get("pycuda")
-        if pycuda is None or pycuda.get("error"):
-            why = "cannot import pycuda.driver" if pycuda is None else f"has a pycuda that fails: {pycuda['error']}"
+        pycuda = facts.pycuda
+        if pycuda is None or pycuda.error:
+            why = "cannot import pycuda.driver" if pycuda is None else f"has a pycuda that fails: {pycuda.error}"
             return _failed(
                 "cuda",
                 "pycuda unusable",
                 f'The device\'s python3 {why}; drop build.cuda = "pycuda" (the default, cudart, needs no pycuda).',
             )
-    runtime = facts.get("cuda_runtime") or {}
-    if not runtime.get("library"):
+    runtime = facts.cuda_runtime
+    if not runtime.library:
         return _failed(
             "cuda",
             "libcudart not found",
-            f"The device has no CUDA runtime library (libcudart.so.13, .12 or .11.0 in {runtime.get('tried', 0)} "
+            f"The device has no CUDA runtime library (libcudart.so.13, .12 or .11.0 in {runtime.tried} "
             f"places); {CUDA_RUNTIME_FIX} and re-run.",
         )
-    detail = f"CUDA {runtime.get('version') or '?'} ({runtime['library']})"
-    if runtime.get("error") or not runtime.get("devices"):
-        answer = runtime.get("error") or "no GPU"
+    detail = f"CUDA {runtime.version or '?'} ({runtime.library})"
+    if runtime.error or not runtime.devices:
+        answer = runtime.error or "no GPU"
         return _failed(
             "cuda",
             detail + ", no GPU",
             f"CUDA on the device found no usable GPU ({answer}); check that the SSH user is in the {GPU_GROUP} group "
             f"and that JetPack's GPU driver is installed (nvidia-l4t-cuda), then re-run.",
         )
-    capability = runtime.get("compute_capability")
-    detail += f", {runtime['devices']} GPU(s), compute {capability}"
+    capability = runtime.compute_capability
+    detail += f", {runtime.devices} GPU(s), compute {capability}"
     if capability != module.compute_capability:
         return _failed(
             "cuda",
@@ -187,7 +189,7 @@ def check_cuda(given: PreflightInput) -> Check:
             f"The device's GPU has compute capability {capability}, but profile {given.profile.name} is for "
             f"{module.name} ({module.compute_capability}); pick the matching --profile.",
         )
-    closed = [node["path"] for node in facts.get("gpu_nodes") or [] if not _open_to_group(node, GPU_GROUP)]
+    closed = [node.path for node in facts.gpu_nodes if not node.open_to(GPU_GROUP)]
     if closed:
         return _failed(
             "cuda",
@@ -198,31 +200,25 @@ def check_cuda(given: PreflightInput) -> Check:
     return _passed("cuda", detail + ("" if build.cuda == "cudart" else ", through pycuda"))
 
 
-def _open_to_group(node: dict[str, str], group: str) -> bool:
-    mode = int(node["mode"], 8)
-    # Read and write for that group, or for everyone.
-    return (node["group"] == group and mode & 0o060 == 0o060) or mode & 0o006 == 0o006
-
-
 def check_opencv(given: PreflightInput) -> Check:
-    cv2 = given.facts.get("cv2")
+    cv2 = given.facts.cv2
     if cv2 is None:
         return _failed(
             "opencv",
             "cv2 missing",
             "The device's python3 cannot import cv2; install JetPack's OpenCV (python3-opencv).",
         )
-    detail = f"cv2 {cv2['version']}, GStreamer {'yes' if cv2['gstreamer'] else 'no'}"
+    detail = f"cv2 {cv2.version}, GStreamer {'yes' if cv2.gstreamer else 'no'}"
     kind = given.source.kind
     hardware_rtsp = kind == "rtsp" and given.settings.camera.rtsp_decode == "hardware"
-    if (kind == "csi" or hardware_rtsp) and not cv2["gstreamer"]:
+    if (kind == "csi" or hardware_rtsp) and not cv2.gstreamer:
         return _failed(
             "opencv",
             detail,
-            f"The device's cv2 {cv2['version']} has no GStreamer, which {kind}:// sources need; remove pip's "
+            f"The device's cv2 {cv2.version} has no GStreamer, which {kind}:// sources need; remove pip's "
             "opencv-python so JetPack's OpenCV is used (python3 -m pip uninstall opencv-python).",
         )
-    elements = given.facts.get("gstreamer_elements") or {}
+    elements = given.facts.gstreamer_elements or {}
     needed = "nvarguscamerasrc" if kind == "csi" else "nvv4l2decoder" if hardware_rtsp else None
     if needed is not None and not elements.get(needed):
         return _failed(
@@ -235,8 +231,7 @@ def check_opencv(given: PreflightInput) -> Check:
 
 
 def check_camera(given: PreflightInput) -> Check:
-    source, cameras = given.source, given.facts.get("cameras") or {}
-    nodes = list(cameras.get("video") or []) + list((cameras.get("by_id") or {}).keys())
+    source, nodes = given.source, given.facts.cameras.nodes()
     detail = ", ".join(nodes) or "no /dev/video*"
     if source.kind == "csi":
         node = f"/dev/video{source.sensor}"
@@ -260,22 +255,21 @@ def check_camera(given: PreflightInput) -> Check:
 
 
 def check_disk(given: PreflightInput) -> Check:
-    disk = given.facts["disk"]
-    free, need = disk["free_bytes"], given.disk.total(given.settings.build.backend)
-    detail = f"{free // 2**20} MiB free at {disk['path']}, {need // 2**20} MiB needed"
+    disk = given.facts.disk
+    free, need = disk.free_bytes, given.disk.total(given.settings.build.backend)
+    detail = f"{free // 2**20} MiB free at {disk.path}, {need // 2**20} MiB needed"
     if free < need:
         return _failed(
             "disk",
             detail,
-            f"The device has {free // 2**20} MiB free at {disk['path']} but needs {need // 2**20} MiB (two releases, "
+            f"The device has {free // 2**20} MiB free at {disk.path} but needs {need // 2**20} MiB (two releases, "
             f"the runtime and the engine build); free {(need - free) // 2**20 + 1} MiB and re-run.",
         )
     return _passed("disk", detail)
 
 
 def check_memory(given: PreflightInput) -> Check:
-    memory, build = given.facts.get("memory") or {}, given.settings.build
-    available = memory.get("available_bytes")
+    available, build = given.facts.memory.available_bytes, given.settings.build
     if build.backend != "tensorrt" or available is None:
         return _passed("memory", "no engine build on the device")
     # With the camera service stopped during the build its memory comes back, so only

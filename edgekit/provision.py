@@ -15,9 +15,9 @@ from typing import Any
 
 from edgekit.bundle import Bundle, BundleRequest, build_bundle
 from edgekit.device import build, install, service
-from edgekit.device.answers import GateReport
+from edgekit.device.answers import GateReport, ResultRecord
 from edgekit.device.blobs import Blob, prepare_store, upload_blobs
-from edgekit.device.facts import read_facts
+from edgekit.device.facts import DeviceFacts, read_facts
 from edgekit.device.layout import CURRENT_LINK, METRICS, RESULTS_FILE, SAMPLES, UNIT_NAME
 from edgekit.errors import DeviceUnreachable, GateFailed
 from edgekit.preflight import Check, DiskNeed, PreflightInput, require, run_checks
@@ -68,7 +68,7 @@ class Plan:
     """What provision decided from the device's facts, before changing anything."""
 
     target: str
-    facts: dict[str, Any]
+    facts: DeviceFacts
     device: DeviceIdentity
     resolution: Resolution
     settings: Settings
@@ -87,7 +87,7 @@ class Plan:
             **self.resolution.to_dict(),
             "settings": self.settings.to_dict(),
             "checks": [check.to_dict() for check in self.checks],
-            "facts": self.facts,
+            "facts": self.facts.to_dict(),
         }
 
 
@@ -105,11 +105,11 @@ class ProvisionResult:
     changed: bool
     gate: GateReport
     fps: float | None
-    first_result: dict[str, Any]
+    first_result: ResultRecord
     uploaded: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "first_result": self.first_result.to_dict()}
 
 
 def plan_provision(conn: Connection, request: ProvisionRequest, reporter: Reporter) -> Plan:
@@ -213,11 +213,9 @@ class ReleasePlan:
 def plan_release(plan: Plan, request: ProvisionRequest) -> ReleasePlan:
     """The release for ``plan``: made on the host (the runtime's wheels are fetched here),
     identical for identical inputs, and nothing on the device is read or written."""
-    bundle, settings, facts = plan.bundle, plan.settings, plan.facts
-    python_version = facts["python"]["version"]
-    wheels = [
-        Blob.of(path) for path in fetch_wheels(python_version, facts["platform"]["machine"], facts["platform"]["glibc"])
-    ]
+    bundle, settings, platform = plan.bundle, plan.settings, plan.facts.platform
+    python_version = plan.facts.python.version
+    wheels = [Blob.of(path) for path in fetch_wheels(python_version, platform.machine, platform.glibc)]
     files = {name: Blob.of(path) for name, path in release_files(bundle, settings, request.source).items()}
     # The release id must not depend on release.json, which names it: hash the rest first.
     rid = install.release_id(files)
@@ -342,7 +340,7 @@ def provision(conn: Connection, plan: Plan, request: ProvisionRequest, reporter:
         release=release.release,
         changed=restarted,
         gate=gate,
-        fps=first.get("fps"),
+        fps=first.fps,
         first_result=first,
         uploaded=[blob.local.name for blob in sent],
     )

@@ -9,9 +9,12 @@ guessed profile means a wrong engine or a build that dies twenty minutes in.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgekit.profiles import Profile, ProfileError, closest_names, version_tuple
+
+if TYPE_CHECKING:
+    from edgekit.device.facts import DeviceFacts
 
 
 class UnrecognisedDevice(ProfileError):
@@ -31,17 +34,15 @@ class DeviceIdentity:
     memory_mib: int | None
 
     @classmethod
-    def from_facts(cls, facts: dict[str, Any]) -> DeviceIdentity:
-        jetson = facts.get("jetson") or {}
-        tensorrt = facts.get("tensorrt") or {}
-        total = (facts.get("memory") or {}).get("total_bytes")
+    def from_facts(cls, facts: DeviceFacts) -> DeviceIdentity:
+        jetson, total = facts.jetson, facts.memory.total_bytes
         return cls(
-            model=jetson.get("model"),
-            soc=jetson.get("soc"),
-            entries=tuple(jetson.get("module_entries") or ()),
-            board_ids=tuple(jetson.get("board_ids") or ()),
-            l4t=jetson.get("l4t"),
-            tensorrt=tensorrt.get("python") or tensorrt.get("package"),
+            model=jetson.model,
+            soc=jetson.soc,
+            entries=tuple(jetson.module_entries),
+            board_ids=tuple(jetson.board_ids),
+            l4t=jetson.l4t,
+            tensorrt=facts.tensorrt.python or facts.tensorrt.package,
             memory_mib=None if total is None else total // 2**20,
         )
 

@@ -41,11 +41,11 @@ def wheel_project(filename: str) -> tuple[str, str]:
     return _normalise(name), version
 
 
-def platform_tags(machine: str, glibc: str) -> list[str]:
+def platform_tags(machine: str, glibc: str | None) -> list[str]:
     """manylinux tags a device with this CPU and glibc accepts, newest first."""
-    major, minor = (int(part) for part in glibc.split(".")[:2])
+    major, minor = (int(part) for part in (glibc or "0.0").split(".")[:2])
     if major != 2:
-        raise PreflightFailed(f"The device reports glibc {glibc}; edgekit needs a glibc 2.x Linux.")
+        raise PreflightFailed(f"The device reports glibc {glibc or 'none'}; edgekit needs a glibc 2.x Linux.")
     tags = [f"manylinux_2_{m}_{machine}" for m in range(minor, 16, -1)]
     return tags + [f"manylinux2014_{machine}"]
 
@@ -60,7 +60,7 @@ def runtime_requirements(python_version: str) -> tuple[str, ...]:
     return ONNXRUNTIME_PINS[minor]
 
 
-def fetch_wheels(python_version: str, machine: str, glibc: str, cache_dir: Path = CACHE_DIR) -> list[Path]:
+def fetch_wheels(python_version: str, machine: str, glibc: str | None, cache_dir: Path = CACHE_DIR) -> list[Path]:
     """Download (once) the pinned runtime wheels for the device; return their paths."""
     requirements = runtime_requirements(python_version)
     minor = ".".join(python_version.split(".")[:2])

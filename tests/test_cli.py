@@ -158,14 +158,3 @@ def test_error_is_one_line(tmp_path: Path) -> None:
     done = edgekit(tmp_path, *provision_args(tmp_path, missing, 1))
     assert done.returncode == 3
     assert done.stderr.count("\n") == 1, done.stderr
-
-
-def test_the_first_result_is_shown_in_the_task_s_terms() -> None:
-    from edgekit.cli.provision import first_result_text
-
-    assert first_result_text("classify", {"top": [{"label": "7", "score": 0.98}]}) == "7 (0.98)"
-    boxes = {"detections": [{"label": "car", "score": 0.4}, {"label": "person", "score": 0.9}]}
-    assert first_result_text("detect", boxes) == "2 boxes, best person (0.9)"
-    assert first_result_text("detect", {"detections": []}) == "no boxes"
-    raw = {"outputs": [{"name": "features", "shape": [1, 512]}]}
-    assert first_result_text("raw", raw) == "outputs features [1, 512]"

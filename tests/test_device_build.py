@@ -171,5 +171,5 @@ def test_a_build_unloaded_before_its_invocation_was_seen_still_shows_its_last_li
 
 def test_a_malformed_answer_is_one_sentence(fake_connection: FakeConnection) -> None:
     device(fake_connection, Unit([], ["inactive"]), answer(gate={**GATE, "samples": "ten"}))
-    with pytest.raises(DeviceError, match=r"^The device's build answer has samples = 'ten', not a int; .*re-run"):
+    with pytest.raises(DeviceError, match=r"^The device's build answer has gate.samples = 'ten', not an int; .*re-run"):
         build.follow_build(build.BuildWatch(fake_connection, RID), lambda line: None, sleep=FakeClock().sleep)

@@ -21,7 +21,10 @@ def state(active: str = "active", pid: int = 42) -> Reply:
 
 
 def result_line(pid: int) -> Reply:
-    return Reply(json.dumps({"pid": pid, "fps": 29.5, "top": [[3, 0.9]]}) + "\n")
+    latency = {"grab": 1.0, "pre": 2.0, "infer": 3.0, "post": 0.5, "total": 7.0}
+    top = [{"index": 3, "label": "3", "score": 0.9}]
+    line = {"ts": 1.5, "frame": 9, "release": "r1", "pid": pid, "latency_ms": latency, "fps": 29.5, "top": top}
+    return Reply(json.dumps(line) + "\n")
 
 
 @pytest.fixture
@@ -68,7 +71,7 @@ def test_first_result_waits_for_a_line_of_the_running_process(
     fake_connection.on(SHOW, state(pid=42))
     # An old process's line, then a torn one, then the service's own.
     fake_connection.on(TAIL, result_line(7), Reply('{"pid": 4'), result_line(42))
-    assert service.first_result(fake_connection)["pid"] == 42
+    assert service.first_result(fake_connection).pid == 42
     assert clock.sleeps == [0.5, 0.5]
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from jetson_facts import facts
 
+from edgekit.device.facts import DeviceFacts
 from edgekit.errors import PreflightFailed
 from edgekit.preflight import DISK_MARGIN_BYTES, Check, DiskNeed, PreflightInput, require, run_checks
 from edgekit.profiles import load_profile
@@ -26,7 +27,7 @@ def checks(
 ) -> dict[str, Check]:
     chosen = load_profile(profile)
     settings = merge_settings(chosen, flags or {})
-    result = run_checks(PreflightInput(data, chosen, settings, SourceSpec(source), disk))
+    result = run_checks(PreflightInput(DeviceFacts.parse(data), chosen, settings, SourceSpec(source), disk))
     return {check.name: check for check in result}
 
 

@@ -9,12 +9,15 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import jetson_facts
 import pytest
 
 import edgekit.provision as stages
 from edgekit.device.answers import GateReport
 from edgekit.device.blobs import Blob
+from edgekit.device.facts import DeviceFacts
 from edgekit.device.layout import CURRENT_LINK, RELEASES_DIR, UNIT_NAME
+from edgekit.device.wire import parse
 from edgekit.errors import ActivationFailed, DeviceError, DeviceUnreachable, GateFailed
 from edgekit.provision import Installed, ReleasePlan, Reporter, activate, build_and_gate
 from edgekit.testing import FakeConnection, Reply
@@ -62,7 +65,9 @@ def gate_then(monkeypatch: pytest.MonkeyPatch, outcome: Any) -> None:
     def build(conn: Any, rid: str, settings: Any, reporter: Reporter) -> GateReport:
         if isinstance(outcome, BaseException):
             raise outcome
-        return GateReport.parse({"max_abs_diff": 0.1, "infer_ms_mean": 1.0, "output_cosine": 0.99, **outcome})
+        return parse(
+            GateReport, {"max_abs_diff": 0.1, "infer_ms_mean": 1.0, "output_cosine": 0.99, **outcome}, "a gate"
+        )
 
     monkeypatch.setattr(stages, "_build_and_gate", build)
 
@@ -194,7 +199,7 @@ def test_plan_release_decides_everything_without_the_device(tmp_path, monkeypatc
         calibration_sha256="c" * 64,
     )
     monkeypatch.setattr(stages, "release_manifest", lambda bundle, settings, rid: {"release": rid})
-    facts = {"python": {"version": "3.10.12"}, "platform": {"machine": "aarch64", "glibc": "2.35"}}
+    facts = DeviceFacts.parse(jetson_facts.facts("jp62-orin-nano"))
     request = SimpleNamespace(source=SourceSpec("rtsp://cam/stream"), outputs={})
 
     def planned(profile: str) -> ReleasePlan:

@@ -9,15 +9,25 @@ import pytest
 from jetson_facts import FACT_SETS, facts
 
 from edgekit.agent.facts import describe_jetson
+from edgekit.device.facts import DeviceFacts
 from edgekit.profiles import Profile, ProfileError, load_profile, load_profiles
 from edgekit.resolve import DeviceIdentity, UnrecognisedDevice, l4t_in_line, resolve_profile
 from edgekit.twin.machine import twin_identity
 
 PROFILES = load_profiles()
+NO_MEMORY = {"total_bytes": None, "available_bytes": None}
+NO_TENSORRT = {"python": None, "package": None}
 
 
 def device(data: dict[str, Any]) -> DeviceIdentity:
-    return DeviceIdentity.from_facts(data)
+    return DeviceIdentity.from_facts(DeviceFacts.parse(data))
+
+
+def plain_linux() -> dict[str, Any]:
+    """What the agent reports on a Linux box that is no Jetson: no release file, no device tree."""
+    return facts(
+        "jp62-orin-nano", jetson=describe_jetson(None, None, b"", b"", {}), tensorrt=NO_TENSORRT, memory=NO_MEMORY
+    )
 
 
 @pytest.mark.parametrize(
@@ -58,12 +68,13 @@ def test_every_profile_is_detected_from_its_own_identity(profile: Profile) -> No
     release, model, compatible = twin_identity(profile)
     jetson = describe_jetson(release, model.encode(), b"\0".join(c.encode() for c in compatible), b"", {})
     tensorrt = None if profile.build.backend != "tensorrt" else profile.software.tensorrt + ".0"
-    identity = DeviceIdentity.from_facts(
-        {
-            "jetson": jetson,
-            "tensorrt": {"python": tensorrt, "package": None},
-            "memory": {"total_bytes": int(profile.module.memory_mib * 0.93) * 2**20},
-        }
+    identity = device(
+        facts(
+            "jp62-orin-nano",
+            jetson=jetson,
+            tensorrt={"python": tensorrt, "package": None},
+            memory={"total_bytes": int(profile.module.memory_mib * 0.93) * 2**20},
+        )
     )
     assert resolve_profile(identity, PROFILES).profile.name == profile.name
 
@@ -81,7 +92,7 @@ def test_unrecognised_device_lists_what_was_found_and_the_closest_profiles() -> 
 
 
 def test_a_plain_linux_box_is_unrecognised() -> None:
-    identity = device({"jetson": {}, "tensorrt": None, "memory": {}})
+    identity = device(plain_linux())
     with pytest.raises(UnrecognisedDevice, match="no Jetson SoC, no module id, no L4T release"):
         resolve_profile(identity, PROFILES)
 
@@ -114,9 +125,9 @@ def test_tensorrt_major_separates_lines_with_the_same_l4t() -> None:
     release, model, compatible = twin_identity(thor)
     jetson = describe_jetson(release, model.encode(), b"\0".join(c.encode() for c in compatible), b"", {})
     for version, expected in (("10.16.2", "thor-jp72"), ("11.4.1", "thor-jp72-trt11")):
-        identity = DeviceIdentity.from_facts({"jetson": jetson, "tensorrt": {"python": version}, "memory": {}})
+        identity = device(facts("jp62-orin-nano", jetson=jetson, tensorrt={"python": version}, memory=NO_MEMORY))
         assert resolve_profile(identity, PROFILES).profile.name == expected
-    unknown = DeviceIdentity.from_facts({"jetson": jetson, "tensorrt": None, "memory": {}})
+    unknown = device(facts("jp62-orin-nano", jetson=jetson, tensorrt=NO_TENSORRT, memory=NO_MEMORY))
     with pytest.raises(UnrecognisedDevice, match="several profiles"):
         resolve_profile(unknown, PROFILES)
 
@@ -158,7 +169,7 @@ def test_requested_profile_of_another_module_of_the_same_soc_is_taken_with_a_not
 
 
 def test_requested_profile_on_a_device_without_identity_is_taken_as_given() -> None:
-    identity = device({"jetson": {}, "tensorrt": None, "memory": {}})
+    identity = device(plain_linux())
     resolution = resolve_profile(identity, PROFILES, "orin-nano-8gb-jp62")
     assert resolution.how == "requested" and "no Jetson identity" in resolution.notes[0]
 

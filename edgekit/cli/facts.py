@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
@@ -20,6 +20,10 @@ from edgekit.cli.connect import (
 from edgekit.cli.output import console, print_json
 from edgekit.ssh.seam import DEFAULT_KNOWN_HOSTS
 
+if TYPE_CHECKING:
+    from edgekit.api import FactsReport
+    from edgekit.device.facts import CudaRuntimeFacts, TensorRTFacts
+
 
 def facts_command(
     target: TargetArgument,
@@ -34,60 +38,58 @@ def facts_command(
     from edgekit import api
 
     device = endpoint(target, identity, known_hosts, accept_new_host_key, ssh_config)
-    answer = read_device(target, lambda: api.facts(device, profile)).to_dict()
+    report = read_device(target, lambda: api.facts(device, profile))
     if as_json:
-        print_json(answer)
+        print_json(report.to_dict())
     else:
-        _table(answer)
+        _table(report)
 
 
-def _gpu(runtime: dict[str, Any]) -> str:
+def _gpu(runtime: CudaRuntimeFacts) -> str:
     """What the CUDA runtime answered, as the TensorRT backend will ask it."""
-    if not runtime.get("library"):
+    if not runtime.library:
         return "no libcudart"
-    found = runtime.get("error") or (
-        f"compute {runtime['compute_capability']}, {runtime['devices']} GPU(s)" if runtime.get("devices") else "no GPU"
+    found = runtime.error or (
+        f"compute {runtime.compute_capability}, {runtime.devices} GPU(s)" if runtime.devices else "no GPU"
     )
-    return f"{found} (libcudart {runtime.get('version') or '?'}, {runtime['library']})"
+    return f"{found} (libcudart {runtime.version or '?'}, {runtime.library})"
 
 
-def _table(answer: dict[str, Any]) -> None:
-    facts = answer["facts"]
-    jetson, tensorrt, cv2 = facts["jetson"], facts.get("tensorrt") or {}, facts.get("cv2")
-    elements = facts.get("gstreamer_elements")
-    cameras = facts.get("cameras") or {}
-    disk, memory = facts["disk"], facts["memory"]
+def _tensorrt(tensorrt: TensorRTFacts) -> str:
+    return tensorrt.python or (f"{tensorrt.package} (not importable)" if tensorrt.package else "none")
+
+
+def _table(report: FactsReport) -> None:
+    facts = report.facts
+    jetson, cv2, elements = facts.jetson, facts.cv2, facts.gstreamer_elements
+    disk, memory = facts.disk, facts.memory
     rows = [
-        ("model", jetson.get("model") or "not a Jetson (no device-tree model)"),
-        ("SoC / module", f"{jetson.get('soc') or '?'} / {', '.join(jetson.get('board_ids') or []) or '?'}"),
-        ("L4T", f"{jetson.get('l4t') or '?'} (from {jetson.get('l4t_source') or 'nowhere'})"),
-        ("JetPack", jetson.get("jetpack") or "nvidia-jetpack not installed"),
-        (
-            "TensorRT",
-            tensorrt.get("python")
-            or (f"{tensorrt['package']} (not importable)" if tensorrt.get("package") else "none"),
-        ),
-        ("CUDA", facts.get("cuda") or "none"),
-        ("GPU", _gpu(facts.get("cuda_runtime") or {})),
-        ("Python", f"{facts['python']['version']} ({facts['python']['executable']})"),
-        ("OpenCV", "none" if cv2 is None else f"{cv2['version']}, GStreamer {'yes' if cv2['gstreamer'] else 'no'}"),
+        ("model", jetson.model or "not a Jetson (no device-tree model)"),
+        ("SoC / module", f"{jetson.soc or '?'} / {', '.join(jetson.board_ids) or '?'}"),
+        ("L4T", f"{jetson.l4t or '?'} (from {jetson.l4t_source or 'nowhere'})"),
+        ("JetPack", jetson.jetpack or "nvidia-jetpack not installed"),
+        ("TensorRT", _tensorrt(facts.tensorrt)),
+        ("CUDA", facts.cuda or "none"),
+        ("GPU", _gpu(facts.cuda_runtime)),
+        ("Python", f"{facts.python.version} ({facts.python.executable})"),
+        ("OpenCV", "none" if cv2 is None else f"{cv2.version}, GStreamer {'yes' if cv2.gstreamer else 'no'}"),
         (
             "GStreamer",
             "no gst-inspect-1.0"
             if elements is None
             else ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in elements.items()),
         ),
-        ("cameras", ", ".join([*cameras.get("video", []), *cameras.get("by_id", {})]) or "none"),
-        ("disk", f"{_mib(disk['free_bytes'])} MiB free of {_mib(disk['total_bytes'])} MiB at {disk['path']}"),
-        ("memory", f"{_mib(memory.get('available_bytes'))} MiB available of {_mib(memory.get('total_bytes'))} MiB"),
-        ("systemd", "yes" if facts.get("systemd") else "no"),
-        ("profile", f"{answer['profile']} ({answer['how']})" if answer["profile"] else answer["profile_error"]),
+        ("cameras", ", ".join(facts.cameras.nodes()) or "none"),
+        ("disk", f"{_mib(disk.free_bytes)} MiB free of {_mib(disk.total_bytes)} MiB at {disk.path}"),
+        ("memory", f"{_mib(memory.available_bytes)} MiB available of {_mib(memory.total_bytes)} MiB"),
+        ("systemd", "yes" if facts.systemd else "no"),
+        ("profile", f"{report.profile} ({report.how})" if report.profile else str(report.profile_error)),
     ]
-    table = Table(title=answer["target"], show_header=False)
+    table = Table(title=report.target, show_header=False)
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
-    for note in answer["notes"]:
+    for note in report.notes:
         console.print(f"[yellow]note:[/] {note}")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import (
@@ -229,25 +229,9 @@ def _summary(result: ProvisionResult) -> None:
     err_console.print(f"  profile    {result.profile}")
     err_console.print(f"  release    {result.release}, {result.precision} on {result.backend}, Python {result.python}")
     err_console.print(
-        f"  gate       {measure} {figure:.1%} on {gate.samples} samples "
-        f"(threshold {gate.threshold or 0:.0%}){accuracy}"
+        f"  gate       {measure} {figure:.1%} on {gate.samples} samples (threshold {gate.threshold or 0:.0%}){accuracy}"
     )
+    fps = "FPS not measured yet" if result.fps is None else f"{result.fps:.1f} FPS"
     err_console.print(
-        f"  service    edgekit-camera.service active, {result.fps or 0:.1f} FPS, "
-        f"first result: {first_result_text(result.task, result.first_result)}"
+        f"  service    edgekit-camera.service active, {fps}, first result: {result.first_result.describe()}"
     )
-
-
-def first_result_text(task: str, record: dict[str, Any]) -> str:
-    """A result record in the task's own terms: the top label, the boxes, or the output shapes."""
-    if task == "classify":
-        top = (record.get("top") or [{}])[0]
-        return f"{top.get('label')} ({top.get('score')})"
-    if task == "detect":
-        boxes = record.get("detections") or []
-        if not boxes:
-            return "no boxes"
-        best = max(boxes, key=lambda box: box.get("score", 0.0))
-        return f"{len(boxes)} box{'es' if len(boxes) != 1 else ''}, best {best.get('label')} ({best.get('score')})"
-    shapes = ", ".join(f"{output.get('name')} {output.get('shape')}" for output in record.get("outputs") or [])
-    return f"outputs {shapes or 'none'}"

@@ -1,9 +1,5 @@
-"""What the agent's ``build`` command answers, parsed once where it crosses the wire.
-
-The agent writes its answer as JSON (edgekit/agent/build.py, gate.py); the host reads it
-into these dataclasses at the edge, so that the rest of the host indexes typed fields
-instead of dictionary keys, and a malformed answer is one sentence, not a KeyError.
-"""
+"""What the agent answers: its ``build`` command (edgekit/agent/build.py, gate.py) and the
+camera service's result lines, as read by edgekit.device.wire where they cross the wire."""
 
 from __future__ import annotations
 
@@ -11,20 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from edgekit.errors import DeviceError
-
-
-def _field(data: dict[str, Any], key: str, kind: type | tuple[type, ...], optional: bool = False) -> Any:
-    value = data.get(key)
-    if value is None and optional:
-        return None
-    # JSON has no int/float split the agent keeps to: a whole-number float may come as an int.
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise DeviceError(
-            f"The device's build answer has {key} = {value!r}, not a {getattr(kind, '__name__', 'number')}; "
-            "the agent on the device may be of another edgekit, re-run edgekit provision."
-        )
-    return float(value) if isinstance(value, int) and kind == (int, float) else value
+from edgekit.device.wire import parse
 
 
 @dataclass(frozen=True)
@@ -42,21 +25,6 @@ class GateReport:
     # Set by the host's gate: the threshold and the measure it was held to.
     threshold: float | None = None
     measure: str | None = None
-
-    @classmethod
-    def parse(cls, data: Any) -> GateReport:
-        if not isinstance(data, dict):
-            raise DeviceError("The device's build answer has no gate figures; re-run edgekit provision.")
-        number = (int, float)
-        return cls(
-            samples=_field(data, "samples", int),
-            top1_agreement=_field(data, "top1_agreement", number),
-            output_cosine=_field(data, "output_cosine", number),
-            max_abs_diff=_field(data, "max_abs_diff", number),
-            accuracy=_field(data, "accuracy", number, optional=True),
-            reference_accuracy=_field(data, "reference_accuracy", number, optional=True),
-            infer_ms_mean=_field(data, "infer_ms_mean", number),
-        )
 
     def measured(self, task: str) -> tuple[str, float]:
         """What the threshold applies to: the top-1 class for a classifier; the whole output's
@@ -86,11 +54,76 @@ class BuildAnswer:
 
     @classmethod
     def parse(cls, data: dict[str, Any]) -> BuildAnswer:
-        return cls(
-            release=_field(data, "release", str),
-            backend=_field(data, "backend", str),
-            precision=_field(data, "precision", str),
-            ready_s=_field(data, "ready_s", (int, float)),
-            gate=GateReport.parse(data.get("gate")),
-            invocation=_field(data, "invocation", str, optional=True),
-        )
+        return parse(cls, data, "the device's build answer")
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    index: int
+    label: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Detection:
+    index: int
+    label: str
+    score: float
+    # x1, y1, x2, y2 in source-frame pixels.
+    box: list[float]
+
+
+@dataclass(frozen=True)
+class RawOutput:
+    name: str
+    shape: list[int]
+    values: list[float]
+    # More values than a record carries (edgekit/agent/postprocess.py RAW_VALUES).
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class StageLatency:
+    grab: float
+    pre: float
+    infer: float
+    post: float
+    total: float
+
+
+@dataclass(frozen=True)
+class ResultRecord:
+    """One line of the camera service's results (edgekit/agent/service.py ``_record``):
+    exactly one of top, detections and outputs is set, by the release's task."""
+
+    ts: float
+    frame: int
+    release: str
+    pid: int
+    latency_ms: StageLatency
+    # Results per second over the newest frames; None on the first.
+    fps: float | None
+    top: list[ClassScore] | None = None
+    detections: list[Detection] | None = None
+    outputs: list[RawOutput] | None = None
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> ResultRecord:
+        return parse(cls, data, "the camera service's result line")
+
+    def describe(self) -> str:
+        """The record in its task's own terms: the top label, the boxes, or the output shapes."""
+        if self.top is not None:
+            return f"{self.top[0].label} ({self.top[0].score})" if self.top else "no classes"
+        if self.detections is not None:
+            if not self.detections:
+                return "no boxes"
+            best, count = max(self.detections, key=lambda box: box.score), len(self.detections)
+            return f"{count} box{'es' if count != 1 else ''}, best {best.label} ({best.score})"
+        shapes = ", ".join(f"{output.name} {output.shape}" for output in self.outputs or [])
+        return f"outputs {shapes or 'none'}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """As the service wrote it: only the task's own part."""
+        parts = ("top", "detections", "outputs")
+        return {key: value for key, value in dataclasses.asdict(self).items() if value is not None or key not in parts}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
+from edgekit.device.answers import ResultRecord
 from edgekit.device.layout import RESULTS_FILE, UNIT_NAME
 from edgekit.errors import ActivationFailed
 from edgekit.ssh.seam import Connection
@@ -45,7 +45,7 @@ def restart(conn: Connection) -> None:
         )
 
 
-def first_result(conn: Connection, timeout: float = FIRST_RESULT_TIMEOUT_S) -> dict[str, Any]:
+def first_result(conn: Connection, timeout: float = FIRST_RESULT_TIMEOUT_S) -> ResultRecord:
     """The newest result line written by the running service process."""
     deadline = time.monotonic() + timeout
     while True:
@@ -59,8 +59,9 @@ def first_result(conn: Connection, timeout: float = FIRST_RESULT_TIMEOUT_S) -> d
             record = json.loads(line) if line else None
         except ValueError:
             record = None
+        # Older lines may come from an earlier release's process, of another shape: read only ours.
         if isinstance(record, dict) and str(record.get("pid")) == state.get("MainPID"):
-            return record
+            return ResultRecord.parse(record)
         if time.monotonic() > deadline:
             raise ActivationFailed(
                 f"{UNIT_NAME} runs on {conn.target} but wrote no result within {timeout:.0f} s; "

@@ -25,6 +25,7 @@ from edgekit.agent.__main__ import main
 from edgekit.agent.metrics import parse_prometheus
 from edgekit.agent.preprocess import PreprocessSpec, preprocess
 from edgekit.agent.service import extending_start_timeout
+from edgekit.device.answers import ResultRecord
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -121,6 +122,9 @@ def test_a_short_video_is_classified_frame_by_frame(
         scores = [t["score"] for t in record["top"]]
         assert len(scores) == 3 and scores == sorted(scores, reverse=True)
     assert records[0]["fps"] is None
+    # The host reads these lines as they are written.
+    assert [ResultRecord.parse(r).to_dict() for r in records] == records
+    assert ResultRecord.parse(records[-1]).describe() == f"{labels[-1]} ({records[-1]['top'][0]['score']})"
     # Paced at 20 fps like a live camera.
     assert 10.0 <= records[-1]["fps"] <= 25.0
 
@@ -263,6 +267,8 @@ def test_a_detection_release_writes_boxes_in_source_pixels(make_video, make_site
     # 64x48 frames letterboxed into 32x32: scale 0.5, 4 px of padding above.
     for record in records:
         assert record["detections"] == [{"index": 0, "label": "person", "score": 0.9, "box": [24.0, 20.0, 40.0, 28.0]}]
+        assert ResultRecord.parse(record).to_dict() == record
+        assert ResultRecord.parse(record).describe() == "1 box, best person (0.9)"
 
 
 class Collector(http.server.BaseHTTPRequestHandler):

@@ -32,7 +32,7 @@ def request(source: str) -> api.ProvisionRequest:
 def test_facts_plan_and_status_from_python(twin: TwinInfo) -> None:
     report = api.facts(endpoint(twin))
     assert (report.profile, report.how, report.profile_error) == ("twin", "detected", None)
-    assert report.facts["jetson"]["soc"] == "tegra234"
+    assert report.facts.jetson.soc == "tegra234"
 
     steps: list[str] = []
     plan = api.plan(endpoint(twin), request(str(SAMPLES / "clip.avi")), api.Reporter(step=steps.append))
