@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgekit import provision as stages
+from edgekit.exporters import ModelOverrides
 from edgekit.profiles import ProfileError
 from edgekit.provision import Plan, ProvisionRequest, ProvisionResult, Reporter
 from edgekit.source import SourceSpec
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Endpoint",
     "FactsReport",
+    "ModelOverrides",
     "Plan",
     "ProvisionRequest",
     "ProvisionResult",
@@ -158,7 +160,8 @@ def _planned(
 
     endpoint = _endpoint(device)
     reporter.step("checking the model")
-    inspect_model(request.model)
+    for note in inspect_model(request.model, request.model_overrides).notes:
+        reporter.step(f"model: {note}")
     reporter.step(f"connecting to {endpoint.target}")
     with endpoint.connect() as conn:
         reporter.step("reading the device")

@@ -20,13 +20,14 @@ from edgekit.agent.config import CALIBRATION_FILE, PRECISIONS
 from edgekit.agentpack import build_agent
 from edgekit.calibration import prepare
 from edgekit.errors import ModelError
-from edgekit.model import ModelInfo, inspect_model, sha256_file
+from edgekit.exporters import ModelOverrides
+from edgekit.model import ModelInfo, inspect_model, served_onnx, sha256_file
 from edgekit.quantize import quantize_qdq, reference_outputs
 
 # FP16 ships the FP32 model: TensorRT lowers it on the device.
 CACHE_DIR = Path(os.environ.get("EDGEKIT_CACHE", Path.home() / ".cache" / "edgekit")) / "bundles"
 # Bump when what goes into a bundle changes, so stale cached bundles are not reused.
-BUNDLE_VERSION = "2"
+BUNDLE_VERSION = "3"
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class BundleRequest:
     calib_dir: Path
     holdout_dir: Path | None
     precision: str = "int8"
+    overrides: ModelOverrides = ModelOverrides()
 
 
 @dataclass(frozen=True)
@@ -48,13 +50,17 @@ class Bundle:
     holdout_samples: int
     fp32_accuracy: float | None
     host_top1_agreement: float
+    # Nodes of the Q/DQ model left in FP32: a detection head's decode (edgekit.quantize.head_tail).
+    fp32_nodes: tuple[str, ...] = ()
 
 
 def build_bundle(request: BundleRequest, log: Callable[[str], None] = lambda text: None) -> Bundle:
     if request.precision not in PRECISIONS:
         raise ModelError(f"Precision {request.precision!r} is not served here; choose one of {', '.join(PRECISIONS)}.")
-    model = inspect_model(request.model)
+    model = inspect_model(request.model, request.overrides)
     log(f"model {model.path.name}: {model.inputs[0].name}{list(model.inputs[0].shape)}, opset {model.opset}")
+    for note in model.notes:
+        log(note)
     data = prepare(request.calib_dir, request.holdout_dir, model.preprocess, model.labels)
     key = hashlib.sha256(
         json.dumps(
@@ -65,23 +71,33 @@ def build_bundle(request: BundleRequest, log: Callable[[str], None] = lambda tex
                 hashlib.sha256(data.holdout.tobytes()).hexdigest(),
                 None if data.holdout_labels is None else hashlib.sha256(data.holdout_labels.tobytes()).hexdigest(),
                 request.precision,
+                list(model.input_shape),
+                model.task,
             ]
         ).encode()
     ).hexdigest()[:20]
     directory = CACHE_DIR / key
     directory.mkdir(parents=True, exist_ok=True)
-    files: dict[str, Path] = {"model.onnx": model.path}
+    fp32 = model.path
+    if model.pinned:
+        fp32 = _write_once(directory / "model.onnx", lambda path: _write_bytes(path, served_onnx(model)))
+    files: dict[str, Path] = {"model.onnx": fp32}
     input_name = model.preprocess.input_name
-    reference = reference_outputs(model.path, input_name, data.holdout)
-    served = model.path
+    reference = reference_outputs(fp32, input_name, data.holdout)
+    served = fp32
+    kept: list[str] = []
     if request.precision == "int8":
-        served = directory / "model.int8.onnx"
-        if not served.exists():
+        served, record = directory / "model.int8.onnx", directory / "fp32-nodes.json"
+        if not (served.exists() and record.exists()):
             log(f"quantizing to INT8 Q/DQ with {len(data.calibration)} calibration images")
-            quantize_qdq(model.path, input_name, data.calibration, directory / "model.int8.onnx.tmp")
-            (directory / "model.int8.onnx.tmp").rename(served)
+            # A detector's decode mixes coordinates and scores: it stays in FP32 (edgekit.quantize).
+            head = [model.outputs[0].name] if model.task == "detect" else []
+            kept = quantize_qdq(fp32, input_name, data.calibration, directory / "model.int8.onnx.tmp", head)
+            (directory / "model.int8.onnx.tmp").replace(served)
+            record.write_text(json.dumps(kept))
+        kept = json.loads(record.read_text())
         files["model.int8.onnx"] = served
-    host_outputs = reference if served == model.path else reference_outputs(served, input_name, data.holdout)
+    host_outputs = reference if served == fp32 else reference_outputs(served, input_name, data.holdout)
     calib = _write_once(directory / CALIBRATION_FILE, lambda path: np.save(path, data.calibration))
     gate_arrays: _GateArrays = {"inputs": data.holdout, "reference": reference}
     if data.holdout_labels is not None:
@@ -102,6 +118,7 @@ def build_bundle(request: BundleRequest, log: Callable[[str], None] = lambda tex
         holdout_samples=len(data.holdout),
         fp32_accuracy=fp32_accuracy,
         host_top1_agreement=float(np.mean(reference.argmax(axis=1) == host_outputs.argmax(axis=1))),
+        fp32_nodes=tuple(kept),
     )
 
 
@@ -111,6 +128,10 @@ class _GateArrays(TypedDict):
     inputs: np.ndarray
     reference: np.ndarray
     labels: NotRequired[np.ndarray]
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
 
 
 def _write_once(path: Path, write: Callable[[Path], None]) -> Path:

@@ -79,7 +79,8 @@ def load_tensors(paths: tuple[Path, ...] | list[Path], spec: PreprocessSpec) -> 
         if frame is None:
             raise ModelError(f"{path} is not a readable image; remove it or replace it.")
         batch.append(preprocess(frame, spec)[0])
-    return np.stack(batch).astype(np.float32)
+    # In the model input's own type (preprocess makes it): uint8 models calibrate on raw pixels.
+    return np.stack(batch)
 
 
 def prepare(

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
 from google.protobuf.message import DecodeError
 
-from edgekit.agent.config import TASKS
+from edgekit.agent.config import TASKS, DetectConfig
 from edgekit.agent.detect import FORMATS as DETECT_HEADS
-from edgekit.agent.preprocess import PreprocessSpec
+from edgekit.agent.preprocess import DTYPES, LAYOUTS, PreprocessSpec
 from edgekit.errors import ModelError
+from edgekit.exporters import METADATA_KEY, Declared, ModelOverrides, declared
+from edgekit.heads import detection_layout, infer_head
 
-METADATA_KEY = "edgekit.model"
 MIN_OPSET = 11
 
 
@@ -37,7 +37,12 @@ class ModelInfo:
     labels: tuple[str, ...]
     preprocess: PreprocessSpec
     # For task "detect": head and thresholds, as the agent reads them from release.json.
-    detect: dict[str, object] | None = None
+    detect: DetectConfig | None
+    # The input shape served (batch 1, the image size pinned); pinned when the file's image axes are dynamic.
+    input_shape: tuple[int, ...]
+    pinned: bool
+    # What was read from where and what was inferred, for the provision log.
+    notes: tuple[str, ...] = ()
 
 
 def sha256_file(path: Path) -> str:
@@ -48,8 +53,77 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def inspect_model(path: Path) -> ModelInfo:
+def inspect_model(path: Path, overrides: ModelOverrides | None = None) -> ModelInfo:
     """Load, check and describe ``path``; raise ModelError with the fix for anything unusable."""
+    model = _load_checked(path)
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    if opset < MIN_OPSET:
+        raise ModelError(f"{path} uses opset {opset}; export with opset {MIN_OPSET} or newer.")
+    initializers = {init.name for init in model.graph.initializer}
+    inputs = tuple(_tensor(v) for v in model.graph.input if v.name not in initializers)
+    if len(inputs) != 1:
+        raise ModelError(
+            f"{path} has {len(inputs)} inputs ({', '.join(t.name for t in inputs)}); edgekit serves camera models "
+            "with exactly one image input, so export it with one."
+        )
+    found = declared(model, path, overrides or ModelOverrides())
+    preprocess = _preprocess(inputs[0], found, path)
+    shape = _served_shape(preprocess)
+    # A dynamic batch stays: TensorRT serves it at 1 through a profile and calibrates in larger batches.
+    pinned_shape = inputs[0].shape[:1] + shape[1:]
+    pinned = pinned_shape != inputs[0].shape
+    outputs = _probe(pin_input(model, inputs[0].name, pinned_shape) if pinned else model, inputs[0], shape, path)
+    notes = [f"read {', '.join(found.sources)}"] if found.sources else []
+    if pinned:
+        notes.append(f"input {inputs[0].name} {list(inputs[0].shape)} pinned to {list(pinned_shape)}")
+    task, detect, classes = _task(found, outputs, path, notes)
+    labels = found.labels or []
+    if labels and classes is not None and len(labels) != classes:
+        raise ModelError(
+            f"{path} has {classes} classes but {len(labels)} labels were given; pass a --labels file with one "
+            f"name per class, {classes} lines."
+        )
+    return ModelInfo(
+        path=path,
+        sha256=sha256_file(path),
+        opset=opset,
+        inputs=inputs,
+        outputs=outputs,
+        task=task,
+        labels=tuple(labels),
+        preprocess=preprocess,
+        detect=detect,
+        input_shape=shape,
+        pinned=pinned,
+        notes=tuple(notes),
+    )
+
+
+def served_onnx(info: ModelInfo) -> bytes:
+    """The ONNX that is served, quantized and gated: the file itself, or its input pinned."""
+    if not info.pinned:
+        return info.path.read_bytes()
+    batch = info.inputs[0].shape[:1]
+    pinned = pin_input(onnx.load(str(info.path)), info.preprocess.input_name, batch + info.input_shape[1:])
+    return bytes(pinned.SerializeToString())
+
+
+def pin_input(model: onnx.ModelProto, name: str, shape: tuple[int | str, ...]) -> onnx.ModelProto:
+    """A copy with the input's image axes fixed at the size that is served, so that every
+    runtime (onnxruntime, TensorRT's parser) sees the shape preprocessing makes; a named
+    (dynamic) batch axis stays as it is."""
+    pinned = onnx.ModelProto()
+    pinned.CopyFrom(model)
+    for value in pinned.graph.input:
+        if value.name == name:
+            for dim, size in zip(value.type.tensor_type.shape.dim, shape, strict=True):
+                if isinstance(size, int):
+                    dim.Clear()
+                    dim.dim_value = size
+    return pinned
+
+
+def _load_checked(path: Path) -> onnx.ModelProto:
     if not path.is_file():
         raise ModelError(f"The model {path} does not exist; pass the path of an .onnx file with --model.")
     try:
@@ -66,44 +140,147 @@ def inspect_model(path: Path) -> ModelInfo:
         raise ModelError(f"{path} fails the ONNX checker ({first}); export it again.") from exc
     if not model.graph.node:
         raise ModelError(f"{path} holds no graph nodes (an empty or truncated export); export it again.")
-    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
-    if opset < MIN_OPSET:
-        raise ModelError(f"{path} uses opset {opset}; export with opset {MIN_OPSET} or newer.")
-    initializers = {init.name for init in model.graph.initializer}
-    inputs = tuple(_tensor(v) for v in model.graph.input if v.name not in initializers)
-    outputs = tuple(_tensor(v) for v in model.graph.output)
-    if len(inputs) != 1:
-        raise ModelError(f"{path} has {len(inputs)} inputs; edgekit serves camera models with exactly one image input.")
-    meta = _edgekit_metadata(model, path)
-    preprocess = _declared_preprocess(meta["preprocess"], path) if "preprocess" in meta else None
-    preprocess = preprocess or _default_preprocess(inputs[0], path)
-    _check_fits(preprocess, inputs[0], path)
-    if preprocess.input_name != inputs[0].name:
+    return model
+
+
+def _preprocess(tensor: TensorInfo, found: Declared, path: Path) -> PreprocessSpec:
+    """How frames become this input: its layout, type and size, as stated or as read off it."""
+    shape, stated = tensor.shape, found.preprocess
+    if len(shape) != 4 or tensor.dtype not in DTYPES:
         raise ModelError(
-            f"{path}'s metadata preprocesses {preprocess.input_name!r} but the input is {inputs[0].name!r}."
+            f"{path}'s input {tensor.name!r} is {tensor.dtype}{list(shape)}; edgekit serves image inputs "
+            f"[N, C, H, W] or [N, H, W, C] of {', '.join(DTYPES)}."
         )
-    task = meta.get("task", "classify")
-    if task not in TASKS:
-        raise ModelError(f"{path} declares task {task!r}; this edgekit serves: {', '.join(TASKS)}.")
-    detect = _declared_detect(meta.get("detect"), path) if task == "detect" else None
-    labels = meta.get("labels", [])
-    if not isinstance(labels, list):
-        # A string would otherwise become one label per character.
-        raise ModelError(f"{path}'s {METADATA_KEY} labels are {labels!r}; set them to a JSON list of class names.")
-    return ModelInfo(
-        path=path,
-        sha256=sha256_file(path),
-        opset=opset,
-        inputs=inputs,
-        outputs=outputs,
-        task=task,
-        labels=tuple(str(label) for label in labels),
-        preprocess=preprocess,
-        detect=detect,
+    layout = stated.get("layout") or ("NCHW" if shape[1] in (1, 3) else "NHWC" if shape[3] in (1, 3) else None)
+    if layout not in LAYOUTS:
+        raise ModelError(
+            f"{path}'s input {tensor.name!r} {list(shape)} has no channel axis of 1 or 3 that edgekit can find; "
+            "pass --layout NCHW or --layout NHWC."
+        )
+    channels, height, width = (shape[1], shape[2], shape[3]) if layout == "NCHW" else (shape[3], shape[1], shape[2])
+    if channels not in (1, 3):
+        raise ModelError(f"{path}'s input {tensor.name!r} {list(shape)} is not {layout} with 1 or 3 channels.")
+    if isinstance(shape[0], int) and shape[0] != 1:
+        raise ModelError(
+            f"{path}'s input {tensor.name!r} has a fixed batch of {shape[0]}; the camera serves one frame at a "
+            "time, so export it with batch 1 or a dynamic batch."
+        )
+    size = _image_size(tensor, (height, width), found, path)
+    base: dict[str, object] = {
+        "input_name": tensor.name,
+        "height": size[0],
+        "width": size[1],
+        "channels": channels,
+        "layout": layout,
+        "color": "gray" if channels == 1 else "rgb",
+        "dtype": tensor.dtype,
+    }
+    if tensor.dtype == "uint8":
+        base["scale"] = 1.0
+    merged = {**base, **stated}
+    try:
+        spec = PreprocessSpec.from_dict(merged)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{path}'s preprocessing is invalid ({exc}); fix the {METADATA_KEY} metadata.") from exc
+    if spec.input_name != tensor.name:
+        raise ModelError(f"{path}'s metadata preprocesses {spec.input_name!r} but the input is {tensor.name!r}.")
+    made = (
+        (spec.channels, spec.height, spec.width) if spec.layout == "NCHW" else (spec.height, spec.width, spec.channels)
+    )
+    if any(isinstance(want, int) and want != got for want, got in zip(shape[1:], made, strict=True)) or (
+        spec.dtype != tensor.dtype
+    ):
+        raise ModelError(
+            f"{path}'s preprocessing makes {spec.dtype} {spec.layout} {list(made)} but the input {tensor.name!r} is "
+            f"{tensor.dtype}{list(shape)}; fix the {METADATA_KEY} metadata."
+        )
+    return spec
+
+
+def _image_size(tensor: TensorInfo, dims: tuple[int | str, int | str], found: Declared, path: Path) -> tuple[int, int]:
+    """Height and width: the input's own, or the stated size where its axes are dynamic."""
+    if found.size is None:
+        if isinstance(dims[0], int) and isinstance(dims[1], int):
+            return dims[0], dims[1]
+        raise ModelError(
+            f"{path}'s input {tensor.name!r} {list(tensor.shape)} has a dynamic image size and nothing states one; "
+            "pass --input-size WxH (the size it was trained at), or export it with a fixed image size."
+        )
+    height, width = found.size
+    axes = zip(("height", "width"), dims, found.size, strict=True)
+    wrong = [f"{axis} {want}" for axis, want, got in axes if isinstance(want, int) and want != got]
+    if wrong:
+        raise ModelError(
+            f"{path}'s input {tensor.name!r} {list(tensor.shape)} has a fixed {', '.join(wrong)}, so it cannot take "
+            f"{width}x{height}; drop --input-size or re-export the model at that size."
+        )
+    stride = found.stride
+    if height < 1 or width < 1 or (stride and (height % stride or width % stride)):
+        raise ModelError(
+            f"{width}x{height} is not an input size {path} can take"
+            + (f" (a multiple of its stride {stride})" if stride else "")
+            + "; pass another --input-size WxH."
+        )
+    return height, width
+
+
+def _served_shape(spec: PreprocessSpec) -> tuple[int, ...]:
+    if spec.layout == "NCHW":
+        return (1, spec.channels, spec.height, spec.width)
+    return (1, spec.height, spec.width, spec.channels)
+
+
+def _probe(model: onnx.ModelProto, tensor: TensorInfo, shape: tuple[int, ...], path: Path) -> tuple[TensorInfo, ...]:
+    """The outputs' concrete shapes at the served input shape: one onnxruntime run on zeros,
+    because an exporter's dynamic axes leave them symbolic in the graph."""
+    # Imported here: inspecting a model is the only host step that runs one before quantizing.
+    import numpy as np
+    import onnxruntime
+
+    try:
+        session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        results = session.run(None, {tensor.name: np.zeros(shape, dtype=tensor.dtype)})
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
+        raise ModelError(
+            f"onnxruntime cannot run {path} at input {list(shape)} ({str(exc).splitlines()[0]}); check the input "
+            "size and the export."
+        ) from exc
+    return tuple(
+        TensorInfo(value.name, tuple(int(d) for d in np.shape(result)), np.asarray(result).dtype.name)
+        for value, result in zip(model.graph.output, results, strict=True)
     )
 
 
-def _declared_detect(data: object, path: Path) -> dict[str, object]:
+def _task(
+    found: Declared, outputs: tuple[TensorInfo, ...], path: Path, notes: list[str]
+) -> tuple[str, DetectConfig | None, int | None]:
+    """The task, its detection head and how many classes the output has room for."""
+    # Probed, so every dimension is a number.
+    shapes = [(output.name, tuple(int(d) for d in output.shape)) for output in outputs]
+    if found.task is None:
+        head = infer_head(path, shapes)
+        notes.append(f"task {head.task} inferred from {head.reason}; pass --task to say otherwise")
+        detect = _declared_detect({"head": head.layout}, path) if head.task == "detect" else None
+        return head.task, detect, head.classes
+    task = found.task
+    if task not in TASKS:
+        raise ModelError(f"{path} declares task {task!r}; this edgekit serves: {', '.join(TASKS)}.")
+    if task == "raw":
+        return task, None, None
+    if task == "classify":
+        return task, None, int(outputs[0].shape[1]) if len(outputs[0].shape) >= 2 else None
+    layout = detection_layout(shapes[0][1])
+    stated = found.detect if found.detect is not None else ({"head": layout.layout} if layout else None)
+    detect = _declared_detect(stated, path)
+    if layout is None or layout.layout != detect.head:
+        raise ModelError(
+            f"{path}'s output {outputs[0].name} {list(outputs[0].shape)} is no {detect.head} detection head; "
+            "set the detect head that matches it, or --task raw."
+        )
+    return task, detect, layout.classes
+
+
+def _declared_detect(data: object, path: Path) -> DetectConfig:
     """The detection head and thresholds; checked here so a typo fails before any upload."""
     fix = (
         f'set {METADATA_KEY} "detect" to {{"head": "yolov8"}} (or "yolov5"), '
@@ -118,74 +295,14 @@ def _declared_detect(data: object, path: Path) -> dict[str, object]:
     max_det = data.get("max_det", 1)
     if isinstance(max_det, bool) or not isinstance(max_det, int) or max_det < 1:
         raise ModelError(f"{path}'s detect max_det is {max_det!r}; {fix}.")
-    unknown = set(data) - {"head", "conf", "iou", "max_det"}
+    unknown = set(data) - set(DetectConfig._fields)
     if unknown:
         raise ModelError(f"{path}'s detect metadata has unknown keys {sorted(unknown)}; {fix}.")
-    return dict(data)
+    # The agent's defaults written out, so release.json and the gate's messages say what is used.
+    return DetectConfig(**data)
 
 
 def _tensor(value: onnx.ValueInfoProto) -> TensorInfo:
     tensor_type = value.type.tensor_type
     shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor_type.shape.dim)
     return TensorInfo(value.name, shape, onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type).name)
-
-
-def _edgekit_metadata(model: onnx.ModelProto, path: Path) -> dict[str, object]:
-    for prop in model.metadata_props:
-        if prop.key == METADATA_KEY:
-            try:
-                data = json.loads(prop.value)
-            except ValueError as exc:
-                raise ModelError(f"{path}'s {METADATA_KEY} metadata is not JSON ({exc}); fix the export.") from exc
-            if not isinstance(data, dict):
-                raise ModelError(f"{path}'s {METADATA_KEY} metadata must be a JSON object.")
-            return data
-    return {}
-
-
-def _default_preprocess(tensor: TensorInfo, path: Path) -> PreprocessSpec:
-    """Without edgekit metadata, read the layout off a [N, C, H, W] or [N, H, W, C] float input."""
-    shape = tensor.shape
-    if tensor.dtype != "float32" or len(shape) != 4:
-        raise ModelError(
-            f"{path}'s input {tensor.name!r} is {tensor.dtype}{list(shape)}; edgekit expects a float32 image batch."
-        )
-    if shape[1] in (1, 3) and isinstance(shape[2], int) and isinstance(shape[3], int):
-        channels, height, width, layout = shape[1], shape[2], shape[3], "NCHW"
-    elif shape[3] in (1, 3) and isinstance(shape[1], int) and isinstance(shape[2], int):
-        channels, height, width, layout = shape[3], shape[1], shape[2], "NHWC"
-    else:
-        raise ModelError(f"{path}'s input {tensor.name!r} has shape {list(shape)}; export it with a fixed image size.")
-    assert isinstance(channels, int)
-    return PreprocessSpec(
-        input_name=tensor.name,
-        height=int(height),
-        width=int(width),
-        channels=channels,
-        layout=layout,
-        color="gray" if channels == 1 else "rgb",
-    )
-
-
-def _declared_preprocess(data: object, path: Path) -> PreprocessSpec:
-    try:
-        if not isinstance(data, dict):
-            raise TypeError("not a JSON object")
-        return PreprocessSpec.from_dict(data)
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"{path}'s {METADATA_KEY} preprocess metadata is invalid ({exc}); fix the export.") from exc
-
-
-def _check_fits(spec: PreprocessSpec, tensor: TensorInfo, path: Path) -> None:
-    """The tensor preprocessing makes must be one the model accepts."""
-    made = (
-        (spec.channels, spec.height, spec.width) if spec.layout == "NCHW" else (spec.height, spec.width, spec.channels)
-    )
-    accepted = tensor.shape[1:]
-    if len(accepted) != 3 or any(
-        isinstance(want, int) and want != got for want, got in zip(accepted, made, strict=True)
-    ):
-        raise ModelError(
-            f"{path}'s preprocessing makes {spec.layout} {list(made)} but the input {tensor.name!r} is "
-            f"{list(tensor.shape)}; fix the {METADATA_KEY} metadata."
-        )

@@ -20,6 +20,8 @@ from edgekit.device.blobs import Blob, prepare_store, upload_blobs
 from edgekit.device.facts import DeviceFacts, read_facts
 from edgekit.device.layout import CURRENT_LINK, METRICS, RESULTS_FILE, SAMPLES, UNIT_NAME
 from edgekit.errors import DeviceUnreachable, GateFailed
+from edgekit.exporters import ModelOverrides
+from edgekit.gate import default_threshold, refusal
 from edgekit.preflight import Check, DiskNeed, PreflightInput, require, run_checks
 from edgekit.profiles import load_profiles
 from edgekit.resolve import DeviceIdentity, Resolution, resolve_profile
@@ -40,7 +42,10 @@ class ProvisionRequest:
     calib_dir: Path
     holdout_dir: Path | None
     source: SourceSpec
-    gate_threshold: float = 0.99
+    # The figure the task is gated on (edgekit.gate); None takes the task's default.
+    gate_threshold: float | None = None
+    # What the command line says of the model (--task, --input-size, --labels, --layout, --color).
+    model_overrides: ModelOverrides = ModelOverrides()
     # ``--profile``; None detects it (or takes the user config's).
     profile: str | None = None
     config: UserConfig = UserConfig()
@@ -126,6 +131,7 @@ def plan_provision(conn: Connection, request: ProvisionRequest, reporter: Report
             calib_dir=request.calib_dir,
             holdout_dir=request.holdout_dir,
             precision=settings.build.precision,
+            overrides=request.model_overrides,
         ),
         log=reporter.step,
     )
@@ -177,11 +183,13 @@ def release_manifest(bundle: Bundle, settings: Settings, rid: str) -> dict[str, 
         "model": served_model(settings),
         "precision": settings.build.precision,
         "task": bundle.model.task,
-        "detect": bundle.model.detect,
+        "detect": None if bundle.model.detect is None else bundle.model.detect._asdict(),
         "labels": list(bundle.model.labels),
         "preprocess": bundle.model.preprocess.to_dict(),
         "onnx_sha256": bundle.model.sha256,
         "calibration_sha256": bundle.calibration_sha256,
+        # Left out of INT8 in the Q/DQ model: the detection head's decode.
+        "fp32_nodes": list(bundle.fp32_nodes),
     }
 
 
@@ -281,16 +289,14 @@ def build_and_gate(
             install.remove_release(conn, rid)
         raise
     # The measure is named in the summary and --json: a detector is not gated on top-1 agreement.
-    gate = gate.held_to(plan.bundle.model.task, threshold)
-    measure, agreement = gate.measured(plan.bundle.model.task)
-    if agreement < threshold:
+    task = plan.bundle.model.task
+    gate = gate.held_to(task, threshold)
+    detect = plan.bundle.model.detect
+    refused = refusal(gate, task, plan.settings.build.precision, conf=None if detect is None else detect.conf)
+    if refused:
         if install.current_release(conn) != rid:
             install.remove_release(conn, rid)
-        raise GateFailed(
-            f"The {plan.settings.build.precision} model's {measure} with FP32 is {agreement:.1%} on {gate.samples} "
-            f"held-out samples, below the {threshold:.0%} gate; calibrate with more images from the "
-            "real scene, or lower --gate-threshold knowingly."
-        )
+        raise GateFailed(refused)
     return gate
 
 
@@ -323,7 +329,10 @@ def provision(conn: Connection, plan: Plan, request: ProvisionRequest, reporter:
     release = plan_release(plan, request)
     sent = upload(conn, release, reporter)
     installed = install_runtime(conn, release, reporter)
-    gate = build_and_gate(conn, plan, release, installed, request.gate_threshold, reporter)
+    threshold = request.gate_threshold
+    if threshold is None:
+        threshold = default_threshold(plan.bundle.model.task)
+    gate = build_and_gate(conn, plan, release, installed, threshold, reporter)
     # A new runtime or a new release restarts the service even if its system files are the same.
     restarted = activate(conn, release, reporter, restart=installed.runtime_changed or installed.release_new)
     reporter.step("waiting for the first results")

@@ -2,6 +2,11 @@
 
 Symmetric INT8 scales for weights and activations, in QDQ format, which is what TensorRT's
 explicit-quantization path accepts and what the onnxruntime backend runs directly.
+
+A detector's head ends in a Concat of box coordinates (0 to the input size) and class
+scores (0-1): one INT8 scale for both rounds every score to zero, and the detector finds
+nothing while its output still follows FP32 to a cosine of 0.999. The decode after the
+last convolutions (``head_tail``) therefore stays in FP32.
 """
 
 from __future__ import annotations
@@ -9,10 +14,11 @@ from __future__ import annotations
 import contextlib
 import io
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime
 from onnxruntime.quantization import (
     CalibrationDataReader,
@@ -35,14 +41,52 @@ class _TensorReader(CalibrationDataReader):  # type: ignore[misc]  # onnxruntime
         return next(self._batches, None)
 
 
-def quantize_qdq(model_path: Path, input_name: str, calibration: np.ndarray, output: Path) -> Path:
-    """Write the INT8 Q/DQ version of ``model_path`` to ``output``, calibrated on ``calibration``."""
+# Layers that carry learned weights: where a head's decode tail begins, walking back from its output.
+WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+
+
+def head_tail(model: onnx.ModelProto, outputs: Sequence[str]) -> list[str]:
+    """The nodes between ``outputs`` and the last weighted layers before them, by name: a
+    detection head's decode (DFL, grid offsets, strides, sigmoid, the final Concat)."""
+    producers = {name: node for node in model.graph.node for name in node.output}
+    tail: list[str] = []
+    seen: set[str] = set()
+    pending = [producers[name] for name in outputs if name in producers]
+    while pending:
+        node = pending.pop()
+        # Shape reads only the dimensions of its input, never its values: not part of the decode.
+        if node.name in seen or node.op_type in WEIGHTED_OPS or node.op_type == "Shape":
+            continue
+        seen.add(node.name)
+        tail.append(node.name)
+        pending.extend(producers[name] for name in node.input if name in producers)
+    return sorted(tail)
+
+
+def _named(source: Path, target: Path) -> onnx.ModelProto:
+    """The model with every node named: quantization excludes nodes by name."""
+    model = onnx.load(str(source))
+    for index, node in enumerate(model.graph.node):
+        if not node.name:
+            node.name = f"edgekit_{node.op_type}_{index}"
+    onnx.save(model, str(target))
+    return model
+
+
+def quantize_qdq(
+    model_path: Path, input_name: str, calibration: np.ndarray, output: Path, keep_fp32: Sequence[str] = ()
+) -> list[str]:
+    """Write the INT8 Q/DQ version of ``model_path`` to ``output``, calibrated on ``calibration``.
+
+    The decode tails of the outputs named in ``keep_fp32`` stay in FP32; returns the nodes kept.
+    """
     with tempfile.TemporaryDirectory() as scratch:
         prepared = Path(scratch) / "prepared.onnx"
         try:
             # The entropy calibrator prints progress on stdout, which belongs to --json output.
             with contextlib.redirect_stdout(io.StringIO()):
                 quant_pre_process(str(model_path), str(prepared), skip_symbolic_shape=True)
+                kept = head_tail(_named(prepared, prepared), keep_fp32)
                 quantize_static(
                     str(prepared),
                     str(output),
@@ -52,6 +96,7 @@ def quantize_qdq(model_path: Path, input_name: str, calibration: np.ndarray, out
                     weight_type=QuantType.QInt8,
                     per_channel=True,
                     calibrate_method=CalibrationMethod.Entropy,
+                    nodes_to_exclude=kept,
                     extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
                 )
         except (
@@ -63,7 +108,7 @@ def quantize_qdq(model_path: Path, input_name: str, calibration: np.ndarray, out
             raise ModelError(
                 f"INT8 quantization of {model_path} failed ({exc}); check the model runs in onnxruntime."
             ) from exc
-    return output
+    return kept
 
 
 def reference_outputs(model_path: Path, input_name: str, inputs: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ import pytest
 from digits_sample import DIGITS_SPEC, SAMPLES
 from onnx import TensorProto, helper
 
+from edgekit.agent.config import DetectConfig
 from edgekit.agent.preprocess import PreprocessSpec
 from edgekit.errors import ModelError
 from edgekit.model import inspect_model, sha256_file
@@ -38,19 +39,27 @@ def image_model(
     inputs: int = 1,
     meta: object = None,
     dtype: int = TensorProto.FLOAT,
+    output: list[int] | None = None,
 ) -> onnx.ModelProto:
+    """A model with image input(s) of ``shape``; its output is the input flattened (a
+    classifier's ``[N, classes]`` to edgekit), or reshaped to ``output`` (a detection head)."""
     names = [f"x{i}" for i in range(inputs)]
-    if inputs == 1:
-        nodes = [helper.make_node("Relu", ["x0"], ["y"])]
+    nodes = [helper.make_node("Sum", names, ["sum"]), helper.make_node("Flatten", ["sum"], ["flat"])]
+    initializers = []
+    if output is None:
+        nodes.append(helper.make_node("Identity", ["flat"], ["y"]))
     else:
-        nodes = [helper.make_node("Sum", names, ["y"])]
+        initializers.append(helper.make_tensor("shape", TensorProto.INT64, [len(output)], output))
+        nodes.append(helper.make_node("Reshape", ["flat", "shape"], ["y"]))
     graph = helper.make_graph(
         nodes,
         "g",
         [helper.make_tensor_value_info(name, dtype, shape) for name in names],
-        [helper.make_tensor_value_info("y", dtype, shape)],
+        [helper.make_tensor_value_info("y", dtype, output or ["N", "features"])],
+        initializer=initializers,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    # IR 10: what onnxruntime (and TensorRT) read; onnx 1.23 writes 14 by default.
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=10)
     if meta is not None:
         helper.set_model_props(model, {"edgekit.model": meta if isinstance(meta, str) else json.dumps(meta)})
     return model
@@ -69,7 +78,9 @@ def test_sample_model() -> None:
     assert len(info.sha256) == 64
     assert info.opset == 17
     assert [(t.name, t.shape, t.dtype) for t in info.inputs] == [("image", ("N", 1, 8, 8), "float32")]
-    assert [(t.name, t.shape, t.dtype) for t in info.outputs] == [("logits", ("N", 10), "float32")]
+    # Outputs as served: shapes measured at batch 1.
+    assert [(t.name, t.shape, t.dtype) for t in info.outputs] == [("logits", (1, 10), "float32")]
+    assert (info.input_shape, info.pinned) == ((1, 1, 8, 8), False)
     assert info.task == "classify"
     assert info.labels == tuple(str(d) for d in range(10))
     assert info.preprocess == DIGITS_SPEC
@@ -189,7 +200,7 @@ def test_metadata_is_used(tmp_path: Path) -> None:
         mean=(0.5, 0.5, 0.5),
         std=(0.25, 0.25, 0.25),
     )
-    meta = {"task": "classify", "labels": ["cat", "dog", 3], "preprocess": spec.to_dict()}
+    meta = {"task": "raw", "labels": ["cat", "dog", 3], "preprocess": spec.to_dict()}
     info = inspect_model(save(image_model([1, 3, 32, 32], meta=meta), tmp_path / "meta.onnx"))
     assert info.preprocess == spec
     assert info.labels == ("cat", "dog", "3")
@@ -207,7 +218,7 @@ def test_metadata_is_used(tmp_path: Path) -> None:
         ({"task": "detect", "detect": {"head": "yolov8", "max_det": 0}}, "detect max_det is 0"),
         ({"task": "detect", "detect": {"head": "yolov8", "nms": 0.5}}, "unknown keys ['nms']"),
         ({"preprocess": {"input_name": "other", "height": 32, "width": 32}}, "'other'"),
-        ({"labels": "cat,dog"}, "labels are 'cat,dog'; set them to a JSON list"),
+        ({"labels": "cat,dog"}, "labels are 'cat,dog'; set them to a list of class names"),
     ],
 )
 def test_bad_metadata(tmp_path: Path, meta: object, words: str) -> None:
@@ -228,9 +239,16 @@ def test_invalid_preprocess_metadata_is_a_model_error(tmp_path: Path, preprocess
 
 def test_detection_metadata_is_kept_for_the_release(tmp_path: Path) -> None:
     detect = {"head": "yolov5", "conf": 0.4, "iou": 0.5, "max_det": 20}
-    meta = {"task": "detect", "labels": ["person"], "detect": detect}
-    info = inspect_model(save(image_model([1, 3, 32, 32], meta=meta), tmp_path / "det.onnx"))
-    assert (info.task, info.detect) == ("detect", detect)
+    meta = {"task": "detect", "labels": ["person", "car", "bike"], "detect": detect}
+    # 384 rows of box, objectness and 3 class scores.
+    info = inspect_model(save(image_model([1, 3, 32, 32], meta=meta, output=[1, 384, 8]), tmp_path / "det.onnx"))
+    assert (info.task, info.detect) == ("detect", DetectConfig(**detect))
+    # The agent's defaults are written out when the metadata leaves them unsaid.
+    meta["detect"] = {"head": "yolov8"}
+    # 4 box values and 3 class scores for each of 336 anchors.
+    v8 = image_model([1, 3, 28, 28], meta=meta, output=[1, 7, 336])
+    defaults = inspect_model(save(v8, tmp_path / "defaults.onnx"))
+    assert defaults.detect == DetectConfig("yolov8", 0.25, 0.45, 100)
 
 
 def test_inspect_does_not_touch_the_model(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import jetson_facts
 import pytest
 
 import edgekit.provision as stages
+from edgekit.agent.config import DetectConfig
 from edgekit.device.answers import GateReport
 from edgekit.device.blobs import Blob
 from edgekit.device.facts import DeviceFacts
@@ -47,7 +48,8 @@ def release(tmp_path: Path) -> ReleasePlan:
 
 def plan(task: str = "classify") -> Any:
     settings = SimpleNamespace(build=SimpleNamespace(precision="int8"), profile="twin")
-    return SimpleNamespace(settings=settings, bundle=SimpleNamespace(model=SimpleNamespace(task=task)))
+    detect = DetectConfig("yolov8") if task == "detect" else None
+    return SimpleNamespace(settings=settings, bundle=SimpleNamespace(model=SimpleNamespace(task=task, detect=detect)))
 
 
 def serving(device: FakeConnection, rid: str | None) -> None:
@@ -103,13 +105,39 @@ def test_a_release_that_already_existed_is_not_removed_when_its_build_fails(fake
     assert removed(fake_connection) == []
 
 
-def test_a_detector_below_the_gate_is_refused_by_its_own_measure_and_removed(fake_connection, release, monkeypatch):
-    gate_then(monkeypatch, {"samples": 64, "top1_agreement": 0.08, "output_cosine": 0.81})
+def test_a_detector_that_lost_its_boxes_is_refused_by_matched_boxes_and_removed(fake_connection, release, monkeypatch):
+    # The defect this measure exists for: the output follows FP32 closely, and no box is left.
+    lost = {"box_f1": 0.0, "box_precision": 1.0, "box_recall": 0.0, "boxes": 0, "reference_boxes": 34}
+    gate_then(monkeypatch, {"samples": 64, "top1_agreement": 0.08, "output_cosine": 0.996, **lost})
     serving(fake_connection, OLD)
     fake_connection.on(["rm", "-rf"])
-    with pytest.raises(GateFailed, match=r"output cosine similarity with FP32 is 81\.0% on 64 held-out samples"):
-        build_and_gate(fake_connection, plan("detect"), release, Installed(False, False), 0.99, Reporter())
+    with pytest.raises(GateFailed) as refused:
+        build_and_gate(fake_connection, plan("detect"), release, Installed(False, False), 0.9, Reporter())
+    assert str(refused.value).startswith(
+        "The int8 model's matched-box F1 with FP32 is 0.0% on 64 held-out samples (precision 100.0%, recall 0.0%: "
+        "0 boxes where FP32 finds 34), below the 90% gate; lost boxes come from calibration images that do not "
+        "show the objects or from head layers that need a higher precision"
+    )
     assert removed(fake_connection) == [f"{RELEASES_DIR}/{NEW}"]
+
+
+def test_a_detector_whose_fp32_finds_nothing_cannot_pass(fake_connection, release, monkeypatch):
+    nothing = {"box_f1": None, "box_precision": 1.0, "box_recall": None, "boxes": 0, "reference_boxes": 0}
+    gate_then(monkeypatch, {"samples": 64, "top1_agreement": 1.0, "output_cosine": 1.0, **nothing})
+    serving(fake_connection, OLD)
+    fake_connection.on(["rm", "-rf"])
+    with pytest.raises(GateFailed, match=r"^FP32 finds no box in the 64 held-out samples \(at confidence 0\.25\)"):
+        build_and_gate(fake_connection, plan("detect"), release, Installed(False, False), 0.9, Reporter())
+
+
+def test_a_raw_head_is_refused_with_its_cosine_and_snr(fake_connection, release, monkeypatch):
+    gate_then(monkeypatch, {"samples": 64, "top1_agreement": 1.0, "output_cosine": 0.95, "snr_db": 9.5})
+    serving(fake_connection, OLD)
+    fake_connection.on(["rm", "-rf"])
+    with pytest.raises(
+        GateFailed, match=r"cosine similarity with FP32 is 0\.9500 on 64 held-out samples \(SNR 9\.5 dB\)"
+    ):
+        build_and_gate(fake_connection, plan("raw"), release, Installed(False, False), 0.99, Reporter())
 
 
 def test_the_serving_release_is_never_removed(fake_connection, release, monkeypatch):

@@ -28,7 +28,8 @@ def data() -> CalibrationData:
 @pytest.fixture(scope="module")
 def quantized(data: CalibrationData, tmp_path_factory: pytest.TempPathFactory) -> Path:
     output = tmp_path_factory.mktemp("q") / "model.int8.onnx"
-    assert quantize_qdq(MODEL, "image", data.calibration, output) == output
+    # A classifier has no head decode to keep out of INT8.
+    assert quantize_qdq(MODEL, "image", data.calibration, output) == []
     return output
 
 
@@ -94,7 +95,8 @@ def test_reference_outputs_one_by_one_match_a_batch(data: CalibrationData) -> No
 def test_quantization_is_deterministic_and_quiet(
     data: CalibrationData, quantized: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    again = quantize_qdq(MODEL, "image", data.calibration, tmp_path / "again.onnx")
+    again = tmp_path / "again.onnx"
+    quantize_qdq(MODEL, "image", data.calibration, again)
     # Progress of the calibrator must not reach stdout, which belongs to --json.
     assert capsys.readouterr().out == ""
     digest = hashlib.sha256(again.read_bytes()).hexdigest()

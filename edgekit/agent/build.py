@@ -34,7 +34,7 @@ def run_build(release_dir: str, samples_path: str, engines_dir: str) -> dict[str
     try:
         ready_s = time.monotonic() - started
         log(f"model ready in {ready_s:.1f} s; running the gate samples")
-        gate = run_gate(backend, samples_path)
+        gate = run_gate(backend, samples_path, release)
     finally:
         backend.close()
     return {

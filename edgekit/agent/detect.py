@@ -1,9 +1,10 @@
 """YOLO-style detection: decode the head, class-aware NMS, boxes back in source pixels.
 
-Two head layouts cover the models Jetson teams deploy: YOLOv5/v7 ``[1, N, 5 + C]`` rows
-(box, objectness, class scores) and YOLOv8/11 ``[1, 4 + C, N]`` columns (box, class
-scores, no objectness). Boxes are centre/size in the model's input pixels; they are mapped
-back through the same letterbox or stretch the preprocessing applied.
+Three head layouts cover the models Jetson teams deploy: YOLOv5/v7 ``[1, N, 5 + C]`` rows
+(box, objectness, class scores), YOLOv8/11 ``[1, 4 + C, N]`` columns (box, class scores,
+no objectness), both with centre/size boxes, and end-to-end (NMS-free, YOLOv10/26)
+``[1, K, 6]`` rows of x1 y1 x2 y2 score class. Boxes are in the model's input pixels; they
+are mapped back through the same letterbox or stretch the preprocessing applied.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-FORMATS = ("yolov5", "yolov8")
+FORMATS = ("yolov5", "yolov8", "end2end")
 
 
 class Geometry(NamedTuple):
@@ -51,6 +52,9 @@ def decode(output: np.ndarray, head: str, conf_threshold: float) -> tuple[np.nda
     rows = np.asarray(output, dtype=np.float32)
     if rows.ndim == 3:
         rows = rows[0]
+    if head == "end2end":
+        keep = rows[:, 4] >= conf_threshold
+        return rows[keep, :4], rows[keep, 4], rows[keep, 5].astype(np.int64)
     if head == "yolov8":
         rows = rows.T
         class_scores = rows[:, 4:]

@@ -1,8 +1,12 @@
 """The release gate: does the model as built on this device still agree with FP32?
 
 The host computes FP32 reference outputs for a fixed sample set; the device runs the same
-inputs through its own (INT8/FP16) engine and reports how often the top-1 class agrees
-(classifiers) and how closely the whole output follows FP32 (every task).
+inputs through its own (INT8/FP16) engine and measures, per task, what the task's users
+see: how often the top-1 class agrees (classifiers), whether the boxes FP32 finds are
+still found (detectors: FP32's boxes are the ground truth), and how closely the whole
+output follows FP32 (every task: cosine similarity and signal-to-noise ratio). A
+detector's output can follow FP32 to a cosine of 0.996 and still have lost every box,
+when its class scores (0-1) sank under the quantization step of its coordinates (0-640).
 The host decides whether that is good enough to switch the release live.
 """
 
@@ -16,7 +20,12 @@ from typing import Any
 import numpy as np
 
 from .backends import Backend
+from .config import DetectConfig, Release
+from .detect import decode, iou, nms
 from .errors import AgentError
+
+# A found box counts for an FP32 box of its class when they overlap this much (the usual mAP@0.5 rule).
+MATCH_IOU = 0.5
 
 
 def _load_samples(samples_path: str) -> dict[str, np.ndarray]:
@@ -60,13 +69,74 @@ def _mean_cosine(outputs: np.ndarray, reference: np.ndarray) -> float:
     return float(np.mean(cosine))
 
 
-def run_gate(backend: Backend, samples_path: str) -> dict[str, Any]:
+def _snr_db(outputs: np.ndarray, reference: np.ndarray) -> float | None:
+    """FP32's output power over the error's, in decibels; None when they are identical."""
+    noise = float(np.sum((outputs.astype(np.float64) - reference) ** 2))
+    if noise == 0.0:
+        return None
+    signal = float(np.sum(reference.astype(np.float64) ** 2))
+    return round(10.0 * np.log10(max(signal, 1e-30) / noise), 2)
+
+
+def _boxes(output: np.ndarray, detect: DetectConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The boxes the service would report for one sample (model pixels), and their classes."""
+    boxes, scores, classes = decode(output, detect.head, detect.conf)
+    kept = nms(boxes, scores, classes, detect.iou, detect.max_det)
+    return boxes[kept], classes[kept]
+
+
+def _matched(found: tuple[np.ndarray, np.ndarray], expected: tuple[np.ndarray, np.ndarray]) -> int:
+    """How many found boxes match an FP32 box of the same class, each FP32 box once, best score first."""
+    boxes, classes = found
+    wanted, wanted_classes = expected
+    free = np.ones(len(wanted), dtype=bool)
+    matches = 0
+    for box, cls in zip(boxes, classes):
+        candidates = free & (wanted_classes == cls)
+        if not candidates.any():
+            continue
+        overlap = np.where(candidates, iou(box, wanted), -1.0)
+        best = int(np.argmax(overlap))
+        if overlap[best] >= MATCH_IOU:
+            free[best] = False
+            matches += 1
+    return matches
+
+
+def detection_agreement(
+    outputs: list[np.ndarray], references: list[np.ndarray], detect: DetectConfig
+) -> dict[str, Any]:
+    """Boxes matched against FP32's over every sample: precision, recall and their F1.
+
+    With no FP32 box in the set, recall and F1 are None: nothing shows whether boxes survive.
+    """
+    found = expected = matched = 0
+    for output, reference in zip(outputs, references):
+        ours, theirs = _boxes(output, detect), _boxes(reference, detect)
+        found, expected = found + len(ours[0]), expected + len(theirs[0])
+        matched += _matched(ours, theirs)
+    precision = matched / found if found else (1.0 if not expected else 0.0)
+    recall = matched / expected if expected else None
+    f1 = None
+    if recall is not None:
+        f1 = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+    return {
+        "box_f1": None if f1 is None else round(f1, 6),
+        "box_precision": round(precision, 6),
+        "box_recall": None if recall is None else round(recall, 6),
+        "boxes": found,
+        "reference_boxes": expected,
+    }
+
+
+def run_gate(backend: Backend, samples_path: str, release: Release) -> dict[str, Any]:
     samples = _load_samples(samples_path)
     if len(backend.input_names) != 1:
         raise AgentError("model", f"The gate needs a single-input model, not {backend.input_names!r}.")
     input_name = backend.input_names[0]
-    inputs = samples["inputs"].astype(np.float32, copy=False)
-    reference = samples["reference"].reshape(len(inputs), -1)
+    inputs = samples["inputs"]
+    shaped = samples["reference"]
+    reference = shaped.reshape(len(inputs), -1)
     outputs = np.empty(reference.shape, dtype=np.float32)
     elapsed = 0.0
     # One sample at a time: an engine built for the camera usually has a fixed batch of 1.
@@ -88,12 +158,21 @@ def run_gate(backend: Backend, samples_path: str) -> dict[str, Any]:
     if labels is not None:
         accuracy = _mean_match(predicted, labels.reshape(-1))
         reference_accuracy = _mean_match(expected, labels.reshape(-1))
-    return {
+    report = {
         "samples": len(inputs),
         "top1_agreement": _mean_match(predicted, expected),
         "output_cosine": round(_mean_cosine(outputs, reference), 6),
+        "snr_db": _snr_db(outputs, reference),
         "max_abs_diff": float(np.max(np.abs(outputs - reference))),
         "accuracy": accuracy,
         "reference_accuracy": reference_accuracy,
         "infer_ms_mean": round(elapsed * 1000.0 / len(inputs), 3),
     }
+    if release.task == "detect" and release.detect is not None:
+        one = shaped.shape[1:]
+        report.update(
+            detection_agreement(
+                [row.reshape(one) for row in outputs], [row.reshape(one) for row in reference], release.detect
+            )
+        )
+    return report

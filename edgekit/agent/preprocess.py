@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 
 COLORS = ("gray", "rgb", "bgr")
 RESIZE_MODES = ("stretch", "letterbox")
+LAYOUTS = ("NCHW", "NHWC")
+# What the model's input takes: a uint8 input gets the raw pixels, never normalised ones.
+DTYPES = ("float32", "float16", "uint8")
 
 
 class PreprocessSpec:
@@ -32,9 +35,14 @@ class PreprocessSpec:
         scale: float = 1.0 / 255.0,
         mean: Sequence[float] = (0.0,),
         std: Sequence[float] = (1.0,),
+        dtype: str = "float32",
     ) -> None:
-        if layout not in ("NCHW", "NHWC"):
+        if layout not in LAYOUTS:
             raise ValueError(f"layout must be NCHW or NHWC, not {layout!r}")
+        if dtype not in DTYPES:
+            raise ValueError("dtype must be one of {}, not {!r}".format(", ".join(DTYPES), dtype))
+        if dtype == "uint8" and (float(scale) != 1.0 or any(mean) or any(v != 1.0 for v in std)):
+            raise ValueError("a uint8 input takes raw pixels: scale 1, mean 0 and std 1")
         if color not in COLORS:
             raise ValueError("color must be one of {}, not {!r}".format(", ".join(COLORS), color))
         if resize not in RESIZE_MODES:
@@ -51,6 +59,7 @@ class PreprocessSpec:
         self.scale = float(scale)
         self.mean = [float(v) for v in mean]
         self.std = [float(v) for v in std]
+        self.dtype = dtype
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +73,7 @@ class PreprocessSpec:
             "scale": self.scale,
             "mean": list(self.mean),
             "std": list(self.std),
+            "dtype": self.dtype,
         }
 
     @classmethod
@@ -96,7 +106,7 @@ def _letterbox(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def preprocess(frame_bgr: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """Turn one BGR (or single-channel) uint8 frame into a float32 batch of one."""
+    """Turn one BGR (or single-channel) uint8 frame into a batch of one of the model's input type."""
     import cv2
     import numpy as np
 
@@ -113,10 +123,15 @@ def preprocess(frame_bgr: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
         image = _letterbox(image, spec.height, spec.width)
     elif image.shape[0] != spec.height or image.shape[1] != spec.width:
         image = cv2.resize(image, (spec.width, spec.height), interpolation=cv2.INTER_AREA)
-    tensor = image.astype(np.float32).reshape(spec.height, spec.width, spec.channels)
-    tensor *= np.float32(spec.scale)
-    tensor -= np.asarray(spec.mean, dtype=np.float32)
-    tensor /= np.asarray(spec.std, dtype=np.float32)
+    if spec.dtype == "uint8":
+        tensor = image.reshape(spec.height, spec.width, spec.channels)
+    else:
+        tensor = image.astype(np.float32).reshape(spec.height, spec.width, spec.channels)
+        tensor *= np.float32(spec.scale)
+        tensor -= np.asarray(spec.mean, dtype=np.float32)
+        tensor /= np.asarray(spec.std, dtype=np.float32)
+        # Normalised in float32, then rounded once: float16 inputs see the float32 values' nearest.
+        tensor = tensor.astype(spec.dtype, copy=False)
     if spec.layout == "NCHW":
         tensor = tensor.transpose(2, 0, 1)
     batch: np.ndarray = np.ascontiguousarray(tensor[np.newaxis])

@@ -21,7 +21,8 @@ from rich.table import Table
 from rich.text import Text
 
 from edgekit.agent.backends.tensorrt.progress import parse_progress
-from edgekit.agent.config import CUDA_SEAMS, PRECISIONS
+from edgekit.agent.config import CUDA_SEAMS, PRECISIONS, TASKS
+from edgekit.agent.preprocess import COLORS, LAYOUTS
 from edgekit.cli.connect import (
     AcceptNewHostKeyOption,
     IdentityOption,
@@ -66,7 +67,13 @@ def provision_command(
         str | None,
         typer.Option(help=f"How TensorRT reaches CUDA: {' or '.join(CUDA_SEAMS)} (default: cudart, no install)."),
     ] = None,
-    gate_threshold: Annotated[float, typer.Option(help="Minimum top-1 agreement with FP32 on held-out images.")] = 0.99,
+    gate_threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="Minimum agreement with FP32 on held-out images: top-1 agreement for classifiers (default 0.99), "
+            "matched-box F1 for detectors (0.90), output cosine similarity for raw heads (0.99)."
+        ),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="edgekit config file (default: ~/.config/edgekit/config.toml).")
     ] = None,
@@ -85,8 +92,20 @@ def provision_command(
     accept_new_host_key: AcceptNewHostKeyOption = False,
     ssh_config: SshConfigOption = True,
     as_json: JsonOption = False,
+    task: Annotated[
+        str | None, typer.Option(help=f"The model's task, when it states none: {', '.join(TASKS)}.")
+    ] = None,
+    input_size: Annotated[
+        str | None, typer.Option(help="WxH to serve a model with a dynamic image size at (e.g. 640x640).")
+    ] = None,
+    labels: Annotated[Path | None, typer.Option(help="Text file of class names, one per line, in class order.")] = None,
+    layout: Annotated[str | None, typer.Option(help="The input's layout when it cannot be told: NCHW or NHWC.")] = None,
+    color: Annotated[str | None, typer.Option(help=f"Channel order the model takes: {', '.join(COLORS)}.")] = None,
 ) -> None:
     """Build INT8 on the host, ship it, gate it on the device and start the camera service."""
+    for value, choices, hint in ((task, TASKS, "--task"), (layout, LAYOUTS, "--layout"), (color, COLORS, "--color")):
+        if value is not None and value not in choices:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}", param_hint=hint)
     if precision is not None and precision not in PRECISIONS:
         raise typer.BadParameter(f"{precision!r} is not one of {', '.join(PRECISIONS)}", param_hint="--precision")
     if cuda is not None and cuda not in CUDA_SEAMS:
@@ -104,6 +123,7 @@ def provision_command(
         config=load_user_config(config),
         flags={"build": {"precision": precision, "workspace_mib": workspace_mib, "dla_core": dla_core, "cuda": cuda}},
         outputs=outputs(http_sink, mqtt_sink, metrics_port),
+        model_overrides=api.ModelOverrides(task, _input_size(input_size), labels, layout, color),
     )
     device = endpoint(target, identity, known_hosts, accept_new_host_key, ssh_config)
     if check:
@@ -117,6 +137,15 @@ def provision_command(
         print_json(result.to_dict())
     else:
         _summary(result)
+
+
+def _input_size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    width, _, height = text.lower().partition("x")
+    if not (width.isdigit() and height.isdigit()):
+        raise typer.BadParameter(f"{text!r} is not WxH in pixels, such as 640x640", param_hint="--input-size")
+    return int(width), int(height)
 
 
 class _UploadOnly(ProgressColumn):

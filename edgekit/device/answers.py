@@ -22,15 +22,26 @@ class GateReport:
     accuracy: float | None
     reference_accuracy: float | None
     infer_ms_mean: float
+    # FP32's output power over the error's, in dB; None when the outputs are identical.
+    snr_db: float | None = None
+    # Detectors: the boxes found matched against FP32's (same class, IoU >= 0.5). Recall and
+    # F1 are None when FP32 finds no box in the held-out set.
+    box_f1: float | None = None
+    box_precision: float | None = None
+    box_recall: float | None = None
+    boxes: int | None = None
+    reference_boxes: int | None = None
     # Set by the host's gate: the threshold and the measure it was held to.
     threshold: float | None = None
     measure: str | None = None
 
-    def measured(self, task: str) -> tuple[str, float]:
-        """What the threshold applies to: the top-1 class for a classifier; the whole output's
-        cosine similarity for detection and raw heads, where no single class decides."""
+    def measured(self, task: str) -> tuple[str, float | None]:
+        """What the threshold applies to: the top-1 class for a classifier; FP32's boxes still
+        found for a detector; the whole output's cosine similarity for raw heads."""
         if task == "classify":
             return "top-1 agreement", self.top1_agreement
+        if task == "detect":
+            return "matched-box F1", self.box_f1
         return "output cosine similarity", self.output_cosine
 
     def held_to(self, task: str, threshold: float) -> GateReport:

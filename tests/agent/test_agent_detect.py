@@ -86,3 +86,25 @@ def test_yolov5_rows_multiply_objectness_and_class_score():
 def test_an_unknown_head_is_refused():
     with pytest.raises(ValueError, match="yolov5, yolov8"):
         decode(np.zeros((1, 7, 3)), "ssd", 0.25)
+
+
+def test_end2end_rows_are_corner_boxes_with_score_and_class():
+    rows = np.array([[[10, 20, 30, 60, 0.9, 1], [0, 0, 5, 5, 0.1, 0], [40, 40, 50, 50, 0.5, 0]]], np.float32)
+    boxes, scores, classes = decode(rows, "end2end", 0.25)
+    assert boxes.tolist() == [[10, 20, 30, 60], [40, 40, 50, 50]]
+    assert scores.tolist() == pytest.approx([0.9, 0.5]) and classes.tolist() == [1, 0]
+
+
+@pytest.mark.parametrize(("dtype", "expected"), [("uint8", np.uint8), ("float16", np.float16)])
+def test_preprocess_makes_the_input_type_the_model_takes(dtype, expected):
+    frame = np.full((4, 6, 3), 200, np.uint8)
+    scale = 1.0 if dtype == "uint8" else 1 / 255
+    batch = preprocess(frame, PreprocessSpec("x", 4, 6, layout="NHWC", scale=scale, dtype=dtype))
+    assert batch.dtype == expected and batch.shape == (1, 4, 6, 3)
+    # A uint8 model gets the camera's pixels, not normalised ones.
+    assert float(batch.max()) == pytest.approx(200 if dtype == "uint8" else 200 / 255, rel=1e-3)
+
+
+def test_a_uint8_input_refuses_normalisation():
+    with pytest.raises(ValueError, match="raw pixels"):
+        PreprocessSpec("x", 4, 6, dtype="uint8")

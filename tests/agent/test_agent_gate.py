@@ -11,9 +11,10 @@ from edgekit.agent.gate import run_gate
 
 
 def gate(release_dir, samples_path):
-    backend = load_backend(load_release(str(release_dir)), "unused-engines-dir", print)
+    release = load_release(str(release_dir))
+    backend = load_backend(release, "unused-engines-dir", print)
     try:
-        return run_gate(backend, str(samples_path))
+        return run_gate(backend, str(samples_path), release)
     finally:
         backend.close()
 

@@ -1,0 +1,74 @@
+"""Which task a model serves, told by its output shapes when nothing states it.
+
+Exporters rarely say what a model does: torchvision writes no metadata, TensorFlow and
+Paddle neither, and a hand-pinned Ultralytics file may have lost its own. The output
+shapes of the usual heads tell them apart:
+
+- a classifier: one output ``[1, C]`` (or ``[1, C, 1, 1]``);
+- YOLOv8/11 (and Ultralytics' YOLOv5u): ``[1, 4 + C, N]``, box then class scores per column;
+- YOLOv5/v7: ``[1, N, 5 + C]``, box, objectness, class scores per row;
+- end-to-end (NMS-free, YOLOv10/26): ``[1, K, 6]``, x1 y1 x2 y2 score class per row.
+
+What is inferred is said, with why; what stays ambiguous is refused with the choices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from edgekit.errors import ModelError
+
+# An end-to-end head keeps at most a few hundred boxes (300 in Ultralytics); a YOLOv5 head
+# has three anchors on every cell of three grids, over a thousand even at 160 pixels.
+END2END_MAX_ROWS = 1000
+TASK_CHOICE = "pass --task classify, --task detect or --task raw"
+
+
+@dataclass(frozen=True)
+class Head:
+    task: str
+    # The detection head's layout (edgekit.agent.detect.FORMATS); None for other tasks.
+    layout: str | None
+    # Classes the output has room for; None when its shape does not say.
+    classes: int | None
+    # Why: what was read off the shapes, for the provision log.
+    reason: str
+
+
+def detection_layout(shape: Sequence[int]) -> Head | None:
+    """The detection head a ``[1, a, b]`` output is, or None if it is none of them."""
+    if len(shape) != 3 or shape[0] != 1:
+        return None
+    rows, columns = shape[1], shape[2]
+    if columns == 6 and rows <= END2END_MAX_ROWS:
+        return Head("detect", "end2end", None, f"{rows} rows of x1 y1 x2 y2 score class (an NMS-free head)")
+    if rows < columns and rows >= 5:
+        return Head(
+            "detect", "yolov8", rows - 4, f"4 box values and {rows - 4} class scores for each of {columns} anchors"
+        )
+    if rows > columns and columns >= 6:
+        return Head(
+            "detect",
+            "yolov5",
+            columns - 5,
+            f"{rows} anchors of 4 box values, objectness and {columns - 5} class scores",
+        )
+    return None
+
+
+def infer_head(path: object, outputs: Sequence[tuple[str, Sequence[int]]]) -> Head:
+    """The task the outputs (name and concrete shape at batch 1) belong to; ModelError if unclear."""
+    shapes = ", ".join(f"{name} {list(shape)}" for name, shape in outputs)
+    if len(outputs) == 1:
+        name, shape = outputs[0]
+        dims = list(shape)
+        if len(dims) == 2 and dims[0] == 1 and dims[1] >= 2 or len(dims) == 4 and dims[:1] + dims[2:] == [1, 1, 1]:
+            return Head("classify", None, dims[1], f"one output {name} {dims}: {dims[1]} class scores")
+        head = detection_layout(dims)
+        if head is not None:
+            return Head(head.task, head.layout, head.classes, f"one output {name} {dims}: {head.reason}")
+    raise ModelError(
+        f"{path} states no task and its outputs ({shapes}) are no classifier or YOLO head edgekit knows; "
+        f"{TASK_CHOICE} (raw serves every output as named tensors)."
+    )
