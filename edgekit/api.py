@@ -160,8 +160,7 @@ def _planned(
 
     endpoint = _endpoint(device)
     reporter.step("checking the model")
-    for note in inspect_model(request.model, request.model_overrides).notes:
-        reporter.step(f"model: {note}")
+    inspect_model(request.model, request.model_overrides)
     reporter.step(f"connecting to {endpoint.target}")
     with endpoint.connect() as conn:
         reporter.step("reading the device")

@@ -92,6 +92,7 @@ class Plan:
             **self.resolution.to_dict(),
             "settings": self.settings.to_dict(),
             "checks": [check.to_dict() for check in self.checks],
+            "model_notes": list(self.bundle.model.notes),
             "facts": self.facts.to_dict(),
         }
 

@@ -191,6 +191,8 @@ class _Display:
             )
         )
         self._step = self._progress.add_task("preflight", total=None)
+        for note in plan.bundle.model.notes:
+            err_console.print(f"[dim]·[/] model: {note}")
         for note in plan.resolution.notes:
             err_console.print(f"[yellow]note:[/] {note}")
         self.step(f"device {plan.device.describe()}: profile {plan.resolution.profile.name} ({plan.resolution.how})")
@@ -235,6 +237,8 @@ def _report_check(plan: Plan, as_json: bool) -> None:
         return
     console.print(f"[bold]{plan.target}[/]: {plan.device.describe()}")
     console.print(f"profile {plan.resolution.profile.name} ({plan.resolution.how})")
+    for note in plan.bundle.model.notes:
+        console.print(f"model: {note}")
     for note in plan.resolution.notes:
         console.print(f"[yellow]note:[/] {note}")
     table = Table("check", "", "found", "fix")

@@ -56,6 +56,13 @@ def build_twin() -> Iterator[TwinInfo]:
 
 
 @pytest.fixture(scope="module")
+def models_twin() -> Iterator[TwinInfo]:
+    """A twin of its own for the exporter corpus, each model provisioned over the one before."""
+    with booted("models", "twin") as info:
+        yield info
+
+
+@pytest.fixture(scope="module")
 def camera_twin() -> Iterator[TwinInfo]:
     """A twin of its own for the camera tests, whose service is killed and restarted."""
     with booted("camera", "twin") as info:
