@@ -75,7 +75,7 @@ def _snr_db(outputs: np.ndarray, reference: np.ndarray) -> float | None:
     if noise == 0.0:
         return None
     signal = float(np.sum(reference.astype(np.float64) ** 2))
-    return round(10.0 * np.log10(max(signal, 1e-30) / noise), 2)
+    return round(10.0 * float(np.log10(max(signal, 1e-30) / noise)), 2)
 
 
 def _boxes(output: np.ndarray, detect: DetectConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -89,7 +89,7 @@ def _matched(found: tuple[np.ndarray, np.ndarray], expected: tuple[np.ndarray, n
     """How many found boxes match an FP32 box of the same class, each FP32 box once, best score first."""
     boxes, classes = found
     wanted, wanted_classes = expected
-    free = np.ones(len(wanted), dtype=bool)
+    free: np.ndarray = np.ones(len(wanted), dtype=bool)
     matches = 0
     for box, cls in zip(boxes, classes):
         candidates = free & (wanted_classes == cls)

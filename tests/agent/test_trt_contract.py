@@ -189,3 +189,41 @@ def test_engines_are_not_portable_across_releases(version, bundle, tmp_path):
     _, _, plan = build(version, options(bundle, tmp_path, precision="fp32"))
     other = "10.3" if version != "10.3" else "8.6"
     assert deserialize(make_tensorrt(other, FakeCuda()), plan) is None
+
+
+@pytest.fixture(scope="module")
+def yolo_bundle(tmp_path_factory):
+    """The corpus' Ultralytics export, pinned and calibrated on synthetic scenes by the host."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from synthetic_scenes import write_scenes
+
+    from edgekit.bundle import BundleRequest, build_bundle
+
+    root = tmp_path_factory.mktemp("yolo")
+    write_scenes(str(root / "calib"), 48, seed=31)
+    write_scenes(str(root / "holdout"), 8, seed=32)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("edgekit.bundle.CACHE_DIR", root / "cache")
+        model = Path(__file__).resolve().parents[1] / "data" / "models" / "ultralytics-yolov8-tiny-detect.onnx"
+        return build_bundle(BundleRequest(model, root / "calib", root / "holdout", "int8"))
+
+
+@pytest.mark.parametrize("version", CALIBRATORS)
+def test_a_calibrated_detector_keeps_its_head_decode_at_fp32(version, yolo_bundle, tmp_path):
+    trt, _, plan = build(version, options(yolo_bundle, tmp_path, task="detect"))
+    engine = read_engine(plan)
+    kept = engine["precision_constraints"]
+    # The same decode the host keeps out of its Q/DQ model, held at FP32 with the flag that binds it.
+    assert "OBEY_PRECISION_CONSTRAINTS" in engine["flags"] and "INT8" in engine["flags"]
+    # The host's FP32 nodes, less the integer shape arithmetic no FP32 constraint can bind.
+    assert set(kept) <= set(yolo_bundle.fp32_nodes) | {n for n in kept if "/dfl/" in n}
+    assert set(kept.values()) == {"FLOAT"} and {"/model.22/Concat_26", "/model.22/Sigmoid"} <= set(kept)
+    assert all(name.startswith("/model.22/") for name in kept)
+
+
+def test_a_calibrated_classifier_has_no_precision_constraints(bundle, tmp_path):
+    _, _, plan = build("10.3", options(bundle, tmp_path))
+    engine = read_engine(plan)
+    assert engine["precision_constraints"] == {} and "OBEY_PRECISION_CONSTRAINTS" not in engine["flags"]

@@ -587,7 +587,13 @@ class _ImplBuilder:
         # TensorRT 8 builds implicit-batch networks unless asked; 10 ignores the flag (always explicit).
         implicit = ctx.major < 10 and not (explicit is not None and flags & (1 << int(explicit)))
         return ctx.new(
-            "INetworkDefinition", logger=self._logger, flags=flags, implicit_batch=implicit, inputs=[], outputs=[]
+            "INetworkDefinition",
+            logger=self._logger,
+            flags=flags,
+            implicit_batch=implicit,
+            inputs=[],
+            outputs=[],
+            layers=[],
         )
 
     def create_builder_config(self) -> Any:
@@ -620,9 +626,14 @@ class _ImplBuilder:
 
 class _ImplNetwork:
     __init__ = _no_constructor
-    _readonly = frozenset({"num_inputs", "num_outputs", "has_implicit_batch_dimension", "flags"})
+    _readonly = frozenset({"num_inputs", "num_outputs", "num_layers", "has_implicit_batch_dimension", "flags"})
     num_inputs = property(lambda self: len(self._inputs))
     num_outputs = property(lambda self: len(self._outputs))
+    num_layers = property(lambda self: len(self._layers))
+
+    def get_layer(self, index: int) -> Any:
+        return self._layers[index] if 0 <= index < len(self._layers) else None
+
     has_implicit_batch_dimension = property(lambda self: self._implicit_batch)
     flags = property(lambda self: self._flags)
 
@@ -642,7 +653,100 @@ class _ImplTensor:
     shape = property(lambda self: self._shape)
     dtype = property(lambda self: self._dtype)
     is_network_input = property(lambda self: self._is_input)
-    is_network_output = property(lambda self: not self._is_input)
+    is_network_output = property(lambda self: self._is_output)
+
+
+class _ImplLayer:
+    """One layer per ONNX node (the real parser sometimes makes several): its type, its
+    tensors, and the precision constraints a builder may set on it."""
+
+    __init__ = _no_constructor
+    _readonly = frozenset({"type", "num_inputs", "num_outputs", "precision_is_set"})
+    name = property(lambda self: self._name)
+    type = property(lambda self: self._type)
+    num_inputs = property(lambda self: len(self._tensors_in))
+    num_outputs = property(lambda self: len(self._tensors_out))
+    precision_is_set = property(lambda self: self._precision_set)
+
+    def get_input(self, index: int) -> Any:
+        return self._tensors_in[index] if 0 <= index < len(self._tensors_in) else None
+
+    def get_output(self, index: int) -> Any:
+        return self._tensors_out[index] if 0 <= index < len(self._tensors_out) else None
+
+    def _set_precision(self, value: Any) -> None:
+        self._precision = _enum_arg(self._ctx, value, "DataType", "precision")
+        self._precision_set = True
+
+    precision = property(lambda self: self._precision, _set_precision)
+
+    def set_output_type(self, index: int, dtype: Any) -> None:
+        _enum_arg(self._ctx, dtype, "DataType", "set_output_type")
+        if not 0 <= index < len(self._tensors_out):
+            raise IndexError(f"set_output_type: layer {self._name} has no output {index}")
+        self._output_types[index] = dtype
+
+
+# The LayerType the ONNX parser gives each op's layer; the rest become IDENTITY here.
+_LAYER_TYPES = {
+    "Conv": "CONVOLUTION",
+    "ConvTranspose": "DECONVOLUTION",
+    "MatMul": "MATRIX_MULTIPLY",
+    "Gemm": "MATRIX_MULTIPLY",
+    "Concat": "CONCATENATION",
+    "Shape": "SHAPE",
+    "Relu": "ACTIVATION",
+    "Sigmoid": "ACTIVATION",
+    "LeakyRelu": "ACTIVATION",
+    "Add": "ELEMENTWISE",
+    "Sub": "ELEMENTWISE",
+    "Mul": "ELEMENTWISE",
+    "Div": "ELEMENTWISE",
+    "Reshape": "SHUFFLE",
+    "Transpose": "SHUFFLE",
+    "Flatten": "SHUFFLE",
+    "Unsqueeze": "SHUFFLE",
+    "Slice": "SLICE",
+    "Split": "SLICE",
+    "Softmax": "SOFTMAX",
+    "MaxPool": "POOLING",
+    "Resize": "RESIZE",
+    "Gather": "GATHER",
+    "Cast": "CAST",
+    "QuantizeLinear": "QUANTIZE",
+    "DequantizeLinear": "DEQUANTIZE",
+}
+
+
+def _layers(ctx: _Context, model: Any, tensors: dict[str, Any]) -> list[Any]:
+    """The network's layers, wired by tensor name as the parser would wire them."""
+    typed = onnx.shape_inference.infer_shapes(model)
+    kinds = {info.name: info.type.tensor_type.elem_type for info in typed.graph.value_info}
+    constants = {init.name for init in model.graph.initializer}
+    layers = []
+    for node in model.graph.node:
+        outputs = []
+        for name in node.output:
+            if name not in tensors:
+                wanted = _ONNX_TYPES.get(kinds.get(name, onnx.TensorProto.FLOAT), "FLOAT")
+                # TensorRT 8 has no INT64: its parser casts 64-bit integers down to INT32.
+                dtype = ctx.member("DataType", wanted) or ctx.member("DataType", "INT32")
+                tensors[name] = ctx.new("ITensor", name=name, shape=(), dtype=dtype, is_input=False, is_output=False)
+            outputs.append(tensors[name])
+        kind = ctx.member("LayerType", _LAYER_TYPES.get(node.op_type, "IDENTITY"))
+        layers.append(
+            ctx.new(
+                "ILayer",
+                name=node.name or f"node_of_{node.output[0]}",
+                type=kind,
+                tensors_in=[tensors[name] for name in node.input if name in tensors and name not in constants],
+                tensors_out=outputs,
+                precision=ctx.member("DataType", "FLOAT"),
+                precision_set=False,
+                output_types={},
+            )
+        )
+    return layers
 
 
 class _ImplOnnxParser:
@@ -778,11 +882,12 @@ def _parse(parser: Any, data: bytes) -> bool:
                 continue
             shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor_type.shape.dim)
             tensors[not is_input].append(
-                ctx.new("ITensor", name=info.name, shape=shape, dtype=dtype, is_input=is_input)
+                ctx.new("ITensor", name=info.name, shape=shape, dtype=dtype, is_input=is_input, is_output=not is_input)
             )
     if len(parser._errors) > before:
         return False
     network._inputs[:], network._outputs[:] = tensors
+    network._layers = _layers(ctx, model, {t.name: t for t in tensors[0] + tensors[1]})
     network._model = data
     network._has_qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
     network._plugins = sorted(set(plugins))
@@ -1012,6 +1117,26 @@ def _build(ctx: _Context, logger: Any, network: Any, config: Any) -> Any:
                 "or Bool.",
             )
             return ctx.fail(logger, "Error Code 4: Internal Error (" + _NO_CALIBRATION + ")")
+    # Layer precisions bind only under a precision-constraints flag; without one TensorRT warns and ignores them.
+    constrained = {layer.name: layer.precision.name for layer in network._layers if layer._precision_set}
+    floating = {"FLOAT", "HALF", "BF16"}
+    obey = "OBEY_PRECISION_CONSTRAINTS" in flag_names
+    for layer in network._layers:
+        integer = [t.name for t in layer._tensors_out if t.dtype.name not in floating]
+        if obey and layer._precision_set and layer.precision.name in floating and integer:
+            return ctx.fail(
+                logger,
+                f"Error Code 4: Internal Error ({layer.name}: could not find any implementation for node "
+                f"{layer.name} with precision {layer.precision.name}: its output {integer[0]} is not floating point)",
+            )
+    if constrained and not flag_names & {"OBEY_PRECISION_CONSTRAINTS", "PREFER_PRECISION_CONSTRAINTS"}:
+        ctx.emit(
+            logger,
+            "WARNING",
+            "Layer precisions were set but neither OBEY_PRECISION_CONSTRAINTS nor PREFER_PRECISION_CONSTRAINTS "
+            "is set; the precisions are ignored.",
+        )
+        constrained = {}
     on_dla = config._device_type.name == "DLA"
     if on_dla and not 0 <= config._dla_core < 2:
         return ctx.fail(logger, f"DLA core {config._dla_core} requested; this device has 2")
@@ -1034,6 +1159,7 @@ def _build(ctx: _Context, logger: Any, network: Any, config: Any) -> Any:
         "plugins": network._plugins,
         "calibration": calibration,
         "timing_cache_reused": reused,
+        "precision_constraints": constrained,
         "device": "DLA" if on_dla else "GPU",
         "dla_core": config._dla_core if on_dla else -1,
         "workspace": config._pools.get("WORKSPACE"),
@@ -1371,6 +1497,7 @@ _IMPLS: dict[str, type] = {
     "Builder": _ImplBuilder,
     "INetworkDefinition": _ImplNetwork,
     "ITensor": _ImplTensor,
+    "ILayer": _ImplLayer,
     "OnnxParser": _ImplOnnxParser,
     "ParserError": _ImplParserError,
     "IBuilderConfig": _ImplConfig,

@@ -34,6 +34,8 @@ class BuildOptions(NamedTuple):
     calibration_cache_path: str | None = None
     # The largest calibration batch for a dynamic batch dimension (see calibration_batch).
     calibration_batch: int = 8
+    # "detect" keeps the head's decode out of INT8 (keep_head_precise).
+    task: str = "classify"
 
 
 def parse_onnx(trt: Any, builder: Any, logger: Any, onnx_path: str) -> tuple[Any, Any]:
@@ -169,6 +171,8 @@ def _attach_calibrator(
     calibrator = make_calibrator(trt, cuda, data, tensor.name, batch, options.calibration_cache_path, log)
     config.set_flag(trt.BuilderFlag.INT8)
     config.int8_calibrator = calibrator
+    if options.task == "detect":
+        keep_head_precise(trt, network, config, log)
     if dynamic and caps.calibration_profile:
         profile = builder.create_optimization_profile()
         for each in inputs:
@@ -176,6 +180,60 @@ def _attach_calibrator(
             profile.set_shape(each.name, calibration_shape, calibration_shape, calibration_shape)
         config.set_calibration_profile(profile)
     return calibrator
+
+
+# Layers with learned weights: a head's decode is what follows the last of them.
+_WEIGHTED = ("CONVOLUTION", "DECONVOLUTION", "MATRIX_MULTIPLY", "FULLY_CONNECTED")
+
+
+def head_tail(trt: Any, network: Any) -> list[Any]:
+    """The layers between the network's outputs and the last weighted layers before them, as
+    edgekit.quantize.head_tail finds them in the ONNX for the host's Q/DQ model."""
+    producers = {}
+    for index in range(network.num_layers):
+        layer = network.get_layer(index)
+        for output in range(layer.num_outputs):
+            producers[layer.get_output(output).name] = layer
+    weighted = {getattr(trt.LayerType, name) for name in _WEIGHTED if hasattr(trt.LayerType, name)}
+    pending = [producers[tensor.name] for tensor in _outputs(network) if tensor.name in producers]
+    tail, seen = [], set()
+    while pending:
+        layer = pending.pop()
+        # A SHAPE layer reads only dimensions, never values: not part of the decode.
+        if layer.name in seen or layer.type in weighted or layer.type == trt.LayerType.SHAPE:
+            continue
+        seen.add(layer.name)
+        tail.append(layer)
+        for index in range(layer.num_inputs):
+            tensor = layer.get_input(index)
+            if tensor is not None and tensor.name in producers:
+                pending.append(producers[tensor.name])
+    return tail
+
+
+def keep_head_precise(trt: Any, network: Any, config: Any, log: Log) -> None:
+    """A detector's decode at FP32 while the rest calibrates to INT8: its final Concat joins
+    coordinates (0 to the input size) and class scores (0-1), and one INT8 scale for both
+    rounds every score to zero. Without OBEY_PRECISION_CONSTRAINTS TensorRT ignores the
+    layers' precisions, so the flag goes with them."""
+    floating = (trt.DataType.FLOAT, trt.DataType.HALF)
+    # Only layers of floating-point values: an FP32 constraint on the integer shape arithmetic
+    # in the head (Gather, Concat of dimensions) cannot be met, and OBEY fails the build.
+    tail = [
+        layer
+        for layer in head_tail(trt, network)
+        if all(layer.get_output(index).dtype in floating for index in range(layer.num_outputs))
+    ]
+    for layer in tail:
+        layer.precision = trt.DataType.FLOAT
+        for index in range(layer.num_outputs):
+            layer.set_output_type(index, trt.DataType.FLOAT)
+    config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+    log(f"keeping the detection head's {len(tail)} decode layers at FP32, out of INT8")
+
+
+def _outputs(network: Any) -> list[Any]:
+    return [network.get_output(index) for index in range(network.num_outputs)]
 
 
 def _set_device(trt: Any, builder: Any, config: Any, dla_core: int | None) -> None:

@@ -17,7 +17,8 @@ from ...errors import AgentError
 from ...files import read_or_none, write_atomically
 
 # 2: calibration reads every image (before, TensorRT read one image of each batch of 8).
-ENGINE_CACHE_VERSION = 2
+# 3: a calibrated detector keeps its head decode at FP32 (builder.keep_head_precise).
+ENGINE_CACHE_VERSION = 3
 
 
 def engine_key(

@@ -63,6 +63,7 @@ def build_options(
         calibration_cache_path=(
             os.path.join(engines_dir, "calibration", f"{calibration_id}.cache") if calibration_id else None
         ),
+        task=release.task,
     )
 
 
