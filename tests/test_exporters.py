@@ -121,3 +121,16 @@ def test_an_nhwc_uint8_input_with_two_outputs_is_served_raw_pixels(tmp_path: Pat
     spec = info.preprocess
     assert (spec.layout, spec.dtype, spec.scale, spec.height, spec.width) == ("NHWC", "uint8", 1.0, 48, 64)
     assert [output.shape for output in info.outputs] == [(1, 48, 64), (1, 3)]
+
+
+TORCHVISION = YOLO.with_name("torchvision-mobilenet_v3_small-dynamic.onnx")
+
+
+def test_a_torchvision_export_without_metadata_needs_only_its_input_size() -> None:
+    """torch.onnx's output for a torchvision classifier with dynamic batch, height and width."""
+    message = refused(TORCHVISION)
+    assert "has a dynamic image size and nothing states one; pass --input-size WxH" in message
+    info = inspect_model(TORCHVISION, ModelOverrides(input_size=(96, 96)))
+    assert (info.task, info.input_shape, info.pinned) == ("classify", (1, 3, 96, 96), True)
+    assert any("task classify inferred from one output logits [1, 2]: 2 class scores" in n for n in info.notes)
+    assert "pinned to ['batch', 3, 96, 96]" in info.notes[-2]
