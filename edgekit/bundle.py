@@ -27,7 +27,7 @@ from edgekit.quantize import quantize_qdq, reference_outputs
 # FP16 ships the FP32 model: TensorRT lowers it on the device.
 CACHE_DIR = Path(os.environ.get("EDGEKIT_CACHE", Path.home() / ".cache" / "edgekit")) / "bundles"
 # Bump when what goes into a bundle changes, so stale cached bundles are not reused.
-BUNDLE_VERSION = "3"
+BUNDLE_VERSION = "4"
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,9 @@ def inspect_model(path: Path, overrides: ModelOverrides | None = None) -> ModelI
     if pinned:
         notes.append(f"input {inputs[0].name} {list(inputs[0].shape)} pinned to {list(pinned_shape)}")
     task, detect, classes = _task(found, outputs, path, notes)
+    if task != "raw" and len(outputs) > 1:
+        unused = ", ".join(output.name for output in outputs[1:])
+        notes.append(f"the {task} head reads output {outputs[0].name}; {unused} not used (--task raw serves all)")
     labels = found.labels or []
     if labels and classes is not None and len(labels) != classes:
         raise ModelError(
@@ -105,6 +108,18 @@ def served_onnx(info: ModelInfo) -> bytes:
         return info.path.read_bytes()
     batch = info.inputs[0].shape[:1]
     pinned = pin_input(onnx.load(str(info.path)), info.preprocess.input_name, batch + info.input_shape[1:])
+    # The outputs' axes that followed the image size ("anchors") are fixed too, as measured;
+    # a runtime that trusts the declared shapes would otherwise size a buffer of -1.
+    measured = {output.name: output.shape for output in info.outputs}
+    for value in pinned.graph.output:
+        dims = value.type.tensor_type.shape.dim
+        for axis, dim in enumerate(dims):
+            if axis == 0 and dim.dim_param and dim.dim_param == batch[0]:
+                continue
+            if not dim.HasField("dim_value") and value.name in measured and len(measured[value.name]) == len(dims):
+                size = measured[value.name][axis]
+                dim.Clear()
+                dim.dim_value = int(size)
     return bytes(pinned.SerializeToString())
 
 

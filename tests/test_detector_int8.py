@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from synthetic_scenes import write_scenes
 
@@ -48,8 +49,12 @@ def test_the_export_is_read_as_the_detector_it_is(bundle) -> None:  # type: igno
     assert (model.task, model.labels, model.detect.head) == ("detect", ("ball", "crate"), "yolov8")
     assert (model.input_shape, model.pinned) == ((1, 3, 160, 160), True)
     assert model.preprocess.resize == "letterbox"
-    # The served FP32 model is the pinned copy, its batch left dynamic for TensorRT's profile.
+    # The served FP32 model is the pinned copy, its batch left dynamic for TensorRT's profile,
+    # and its output's anchor axis fixed as measured (it followed the image size).
     assert bundle.files["model.onnx"].parent == bundle.directory
+    served = onnx.load(str(bundle.files["model.onnx"]))
+    declared = [[d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim] for v in served.graph.output]
+    assert declared == [["batch", 6, 525]]
 
 
 def test_int8_finds_the_boxes_fp32_finds(bundle, scenes) -> None:  # type: ignore[no-untyped-def]

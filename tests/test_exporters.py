@@ -134,3 +134,20 @@ def test_a_torchvision_export_without_metadata_needs_only_its_input_size() -> No
     assert (info.task, info.input_shape, info.pinned) == ("classify", (1, 3, 96, 96), True)
     assert any("task classify inferred from one output logits [1, 2]: 2 class scores" in n for n in info.notes)
     assert "pinned to ['batch', 3, 96, 96]" in info.notes[-2]
+
+
+def test_a_known_head_says_which_of_several_outputs_it_reads(tmp_path: Path) -> None:
+    flat = helper.make_node("Flatten", ["x0"], ["logits"])
+    extra = helper.make_node("Identity", ["x0"], ["features"])
+    graph = helper.make_graph(
+        [flat, extra],
+        "two",
+        [helper.make_tensor_value_info("x0", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 192]),
+            helper.make_tensor_value_info("features", TensorProto.FLOAT, [1, 3, 8, 8]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    info = inspect_model(save(model, tmp_path / "two.onnx"), ModelOverrides(task="classify"))
+    assert info.notes[-1] == "the classify head reads output logits; features not used (--task raw serves all)"
