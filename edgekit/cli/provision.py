@@ -103,13 +103,16 @@ def provision_command(
     color: Annotated[str | None, typer.Option(help=f"Channel order the model takes: {', '.join(COLORS)}.")] = None,
 ) -> None:
     """Build INT8 on the host, ship it, gate it on the device and start the camera service."""
-    for value, choices, hint in ((task, TASKS, "--task"), (layout, LAYOUTS, "--layout"), (color, COLORS, "--color")):
-        if value is not None and value not in choices:
-            raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}", param_hint=hint)
-    if precision is not None and precision not in PRECISIONS:
-        raise typer.BadParameter(f"{precision!r} is not one of {', '.join(PRECISIONS)}", param_hint="--precision")
-    if cuda is not None and cuda not in CUDA_SEAMS:
-        raise typer.BadParameter(f"{cuda!r} is not one of {', '.join(CUDA_SEAMS)}", param_hint="--cuda")
+    choices = (
+        (precision, PRECISIONS, "--precision"),
+        (cuda, CUDA_SEAMS, "--cuda"),
+        (task, TASKS, "--task"),
+        (layout, LAYOUTS, "--layout"),
+        (color, COLORS, "--color"),
+    )
+    for value, allowed, hint in choices:
+        if value is not None and value not in allowed:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(allowed)}", param_hint=hint)
     # Model checks and the bundle build import onnx, onnxruntime and numpy: only this command pays for them.
     from edgekit import api
 
