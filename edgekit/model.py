@@ -298,7 +298,7 @@ def _task(
 def _declared_detect(data: object, path: Path) -> DetectConfig:
     """The detection head and thresholds; checked here so a typo fails before any upload."""
     fix = (
-        f'set {METADATA_KEY} "detect" to {{"head": "yolov8"}} (or "yolov5"), '
+        f'set {METADATA_KEY} "detect" to {{"head": "yolov8"}} (heads: {", ".join(DETECT_HEADS)}), '
         'optionally with "conf", "iou" (0-1) and "max_det"'
     )
     if not isinstance(data, dict) or data.get("head") not in DETECT_HEADS:
