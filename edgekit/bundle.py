@@ -16,7 +16,7 @@ from typing import NotRequired, TypedDict
 
 import numpy as np
 
-from edgekit.agent.config import CALIBRATION_FILE, PRECISIONS
+from edgekit.agent.config import BOX_TASKS, CALIBRATION_FILE, PRECISIONS
 from edgekit.agentpack import build_agent
 from edgekit.calibration import prepare
 from edgekit.errors import ModelError
@@ -91,7 +91,7 @@ def build_bundle(request: BundleRequest, log: Callable[[str], None] = lambda tex
         if not (served.exists() and record.exists()):
             log(f"quantizing to INT8 Q/DQ with {len(data.calibration)} calibration images")
             # A detector's decode mixes coordinates and scores: it stays in FP32 (edgekit.quantize).
-            head = [model.outputs[0].name] if model.task == "detect" else []
+            head = [model.outputs[0].name] if model.task in BOX_TASKS else []
             kept = quantize_qdq(fp32, input_name, data.calibration, directory / "model.int8.onnx.tmp", head)
             (directory / "model.int8.onnx.tmp").replace(served)
             record.write_text(json.dumps(kept))

@@ -20,14 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgekit.agent.config import BOX_TASKS
 from edgekit.errors import ModelError
 
 if TYPE_CHECKING:
     import onnx
 
 METADATA_KEY = "edgekit.model"
-# Ultralytics' tasks that edgekit serves under its own names; pose, segment and obb are not yet.
-ULTRALYTICS_TASKS = {"detect": "detect", "classify": "classify"}
+# Ultralytics' tasks that edgekit serves under its own names; obb (rotated boxes) is not yet.
+ULTRALYTICS_TASKS = {"detect": "detect", "classify": "classify", "pose": "pose", "segment": "segment"}
 EDGEKIT_KEYS = ("task", "labels", "preprocess", "detect", "input_size")
 
 
@@ -113,10 +114,17 @@ def _ultralytics(found: Declared, props: dict[str, str], path: Path) -> None:
             found.size = (int(size[0]), int(size[1]))
     if "stride" in props:
         found.stride = int(_literal(props, "stride", path))
-    if found.task == "detect":
+    if found.task in BOX_TASKS:
         end2end = "end2end" in props and bool(_literal(props, "end2end", path))
+        if end2end and found.task != "detect":
+            raise ModelError(
+                f"{path} is an end-to-end Ultralytics {found.task} model, which edgekit does not decode yet; "
+                "export it with end2end=False, or serve its outputs with --task raw."
+            )
         # Ultralytics' predictor defaults: confidence 0.25, NMS IoU 0.7, 300 boxes.
         found.detect = {"head": "end2end" if end2end else "yolov8", "conf": 0.25, "iou": 0.7, "max_det": 300}
+        if found.task == "pose":
+            found.detect["kpt_shape"] = _literal(props, "kpt_shape", path) if "kpt_shape" in props else None
     # Ultralytics trains on letterboxed RGB in 0-1, padded with grey 114.
     found.preprocess.update(resize="letterbox", color="rgb", scale=1.0 / 255.0)
 

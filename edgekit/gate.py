@@ -8,11 +8,12 @@ layer's quantization instead.
 
 from __future__ import annotations
 
+from edgekit.agent.config import BOX_TASKS
 from edgekit.device.answers import GateReport
 
 # Matched-box F1 against FP32 is a harder measure than top-1 agreement: a box that moves a
 # few pixels past IoU 0.5, or a score that crosses the confidence threshold, counts against it.
-DEFAULT_THRESHOLDS = {"classify": 0.99, "detect": 0.90, "raw": 0.99}
+DEFAULT_THRESHOLDS = {"classify": 0.99, "detect": 0.90, "pose": 0.90, "segment": 0.90, "raw": 0.99}
 LOWER = "or lower --gate-threshold knowingly"
 
 
@@ -25,7 +26,7 @@ def refusal(gate: GateReport, task: str, precision: str, conf: float | None = No
     measure, figure = gate.measured(task)
     threshold = gate.threshold or 0.0
     held = f"on {gate.samples} held-out samples"
-    if task == "detect" and figure is None:
+    if task in BOX_TASKS and figure is None:
         return (
             f"FP32 finds no box in the {gate.samples} held-out samples (at confidence {conf}), so the gate cannot "
             f"tell whether the {precision} model still finds them; hold out images that show the objects "
@@ -34,7 +35,7 @@ def refusal(gate: GateReport, task: str, precision: str, conf: float | None = No
     assert figure is not None
     if figure >= threshold:
         return None
-    if task == "detect":
+    if task in BOX_TASKS:
         return (
             f"The {precision} model's {measure} with FP32 is {figure:.1%} {held} (precision "
             f"{gate.box_precision or 0:.1%}, recall {gate.box_recall or 0:.1%}: {gate.boxes} boxes where FP32 "

@@ -7,7 +7,11 @@ shapes of the usual heads tell them apart:
 - a classifier: one output ``[1, C]`` (or ``[1, C, 1, 1]``);
 - YOLOv8/11 (and Ultralytics' YOLOv5u): ``[1, 4 + C, N]``, box then class scores per column;
 - YOLOv5/v7: ``[1, N, 5 + C]``, box, objectness, class scores per row;
-- end-to-end (NMS-free, YOLOv10/26): ``[1, K, 6]``, x1 y1 x2 y2 score class per row.
+- end-to-end (NMS-free, YOLOv10/26): ``[1, K, 6]``, x1 y1 x2 y2 score class per row;
+- Ultralytics segmentation: ``[1, 4 + C + M, N]`` and ``[1, M, h, w]`` mask prototypes.
+
+A pose head ``[1, 4 + C + K * D, N]`` looks like a detector with more classes: only the
+keypoint shape its metadata states tells them apart, so it is never inferred.
 
 What is inferred is said, with why; what stays ambiguous is refused with the choices.
 """
@@ -22,7 +26,7 @@ from edgekit.errors import ModelError
 # An end-to-end head keeps at most a few hundred boxes (300 in Ultralytics); a YOLOv5 head
 # has three anchors on every cell of three grids, over a thousand even at 160 pixels.
 END2END_MAX_ROWS = 1000
-TASK_CHOICE = "pass --task classify, --task detect or --task raw"
+TASK_CHOICE = "pass --task classify, --task detect, --task pose, --task segment or --task raw"
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,8 @@ class Head:
     classes: int | None
     # Why: what was read off the shapes, for the provision log.
     reason: str
+    # Mask coefficients per box of a segmentation head; 0 for the others.
+    masks: int = 0
 
 
 def detection_layout(shape: Sequence[int]) -> Head | None:
@@ -57,6 +63,26 @@ def detection_layout(shape: Sequence[int]) -> Head | None:
     return None
 
 
+def segmentation_head(outputs: Sequence[tuple[str, Sequence[int]]]) -> Head | None:
+    """Ultralytics' segmentation head: ``[1, 4 + C + M, N]`` boxes, class scores and M mask
+    coefficients per anchor, then ``[1, M, h, w]`` mask prototypes."""
+    (boxes_name, boxes), (protos_name, protos) = ((name, list(shape)) for name, shape in outputs)
+    head = detection_layout(boxes)
+    if head is None or head.layout != "yolov8" or len(protos) != 4 or protos[0] != 1 or head.classes is None:
+        return None
+    masks = protos[1]
+    if head.classes - masks < 1:
+        return None
+    return Head(
+        "segment",
+        "yolov8",
+        head.classes - masks,
+        f"outputs {boxes_name} {boxes} and {protos_name} {protos}: 4 box values, {head.classes - masks} class "
+        f"scores and {masks} mask coefficients for each of {boxes[2]} anchors, then {masks} mask prototypes",
+        masks,
+    )
+
+
 def infer_head(path: object, outputs: Sequence[tuple[str, Sequence[int]]]) -> Head:
     """The task the outputs (name and concrete shape at batch 1) belong to; ModelError if unclear."""
     shapes = ", ".join(f"{name} {list(shape)}" for name, shape in outputs)
@@ -68,6 +94,10 @@ def infer_head(path: object, outputs: Sequence[tuple[str, Sequence[int]]]) -> He
         head = detection_layout(dims)
         if head is not None:
             return Head(head.task, head.layout, head.classes, f"one output {name} {dims}: {head.reason}")
+    if len(outputs) == 2:
+        segment = segmentation_head(outputs)
+        if segment is not None:
+            return segment
     raise ModelError(
         f"{path} states no task and its outputs ({shapes}) are no classifier or YOLO head edgekit knows; "
         f"{TASK_CHOICE} (raw serves every output as named tensors)."

@@ -9,7 +9,7 @@ from pathlib import Path
 import onnx
 from google.protobuf.message import DecodeError
 
-from edgekit.agent.config import TASKS, DetectConfig
+from edgekit.agent.config import BOX_TASKS, TASKS, DetectConfig
 from edgekit.agent.detect import FORMATS as DETECT_HEADS
 from edgekit.agent.preprocess import DTYPES, LAYOUTS, PreprocessSpec
 from edgekit.errors import ModelError
@@ -36,7 +36,7 @@ class ModelInfo:
     task: str
     labels: tuple[str, ...]
     preprocess: PreprocessSpec
-    # For task "detect": head and thresholds, as the agent reads them from release.json.
+    # For the box tasks (detect, pose, segment): head and thresholds, as the agent reads them from release.json.
     detect: DetectConfig | None
     # The input shape served (batch 1, the image size pinned); pinned when the file's image axes are dynamic.
     input_shape: tuple[int, ...]
@@ -77,9 +77,11 @@ def inspect_model(path: Path, overrides: ModelOverrides | None = None) -> ModelI
     if pinned:
         notes.append(f"input {inputs[0].name} {list(inputs[0].shape)} pinned to {list(pinned_shape)}")
     task, detect, classes = _task(found, outputs, path, notes)
-    if task != "raw" and len(outputs) > 1:
-        unused = ", ".join(output.name for output in outputs[1:])
-        notes.append(f"the {task} head reads output {outputs[0].name}; {unused} not used (--task raw serves all)")
+    used = 2 if task == "segment" else 1
+    if task != "raw" and len(outputs) > used:
+        read = " and ".join(output.name for output in outputs[:used])
+        unused = ", ".join(output.name for output in outputs[used:])
+        notes.append(f"the {task} head reads output {read}; {unused} not used (--task raw serves all)")
     labels = found.labels or []
     if labels and classes is not None and len(labels) != classes:
         raise ModelError(
@@ -275,8 +277,12 @@ def _task(
     if found.task is None:
         head = infer_head(path, shapes)
         notes.append(f"task {head.task} inferred from {head.reason}; pass --task to say otherwise")
-        detect = _declared_detect({"head": head.layout}, path) if head.task == "detect" else None
-        return head.task, detect, head.classes
+        if head.task not in BOX_TASKS:
+            return head.task, None, head.classes
+        inferred: dict[str, object] = {"head": head.layout}
+        if head.masks:
+            inferred["masks"] = head.masks
+        return head.task, _declared_detect(inferred, path, head.task), head.classes
     task = found.task
     if task not in TASKS:
         raise ModelError(f"{path} declares task {task!r}; this edgekit serves: {', '.join(TASKS)}.")
@@ -285,24 +291,44 @@ def _task(
     if task == "classify":
         return task, None, int(outputs[0].shape[1]) if len(outputs[0].shape) >= 2 else None
     layout = detection_layout(shapes[0][1])
-    stated = found.detect if found.detect is not None else ({"head": layout.layout} if layout else None)
-    detect = _declared_detect(stated, path)
+    stated: dict[str, object] = dict(found.detect or ({"head": layout.layout} if layout else {}))
+    if task == "segment":
+        stated["masks"] = _prototypes(shapes, path)
+    detect = _declared_detect(stated, path, task)
     if layout is None or layout.layout != detect.head:
         raise ModelError(
             f"{path}'s output {outputs[0].name} {list(outputs[0].shape)} is no {detect.head} detection head; "
             "set the detect head that matches it, or --task raw."
         )
-    return task, detect, layout.classes
+    classes = None if layout.classes is None else layout.classes - detect.extra
+    if classes is not None and classes < 1:
+        raise ModelError(
+            f"{path}'s output {outputs[0].name} {list(outputs[0].shape)} has {layout.classes} values per box after "
+            f"its coordinates, too few for {detect.extra} keypoint values or mask coefficients and a class score; "
+            "check the kpt_shape the model states."
+        )
+    return task, detect, classes
 
 
-def _declared_detect(data: object, path: Path) -> DetectConfig:
+def _prototypes(shapes: list[tuple[str, tuple[int, ...]]], path: Path) -> int:
+    """How many mask prototypes a segmentation model's second output ``[1, M, h, w]`` holds."""
+    if len(shapes) < 2 or len(shapes[1][1]) != 4:
+        found = ", ".join(f"{name} {list(shape)}" for name, shape in shapes)
+        raise ModelError(
+            f"{path} is declared a segmentation model but has no mask prototypes [1, M, h, w] as its second "
+            f"output ({found}); export it with Ultralytics' segment task, or pass --task detect or --task raw."
+        )
+    return shapes[1][1][1]
+
+
+def _declared_detect(data: dict[str, object] | None, path: Path, task: str = "detect") -> DetectConfig:
     """The detection head and thresholds; checked here so a typo fails before any upload."""
     fix = (
         f'set {METADATA_KEY} "detect" to {{"head": "yolov8"}} (heads: {", ".join(DETECT_HEADS)}), '
         'optionally with "conf", "iou" (0-1) and "max_det"'
     )
     if not isinstance(data, dict) or data.get("head") not in DETECT_HEADS:
-        raise ModelError(f"{path} declares task 'detect' without a known detection head; {fix}.")
+        raise ModelError(f"{path} declares task {task!r} without a known detection head; {fix}.")
     for key in ("conf", "iou"):
         value = data.get(key, 0.5)
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
@@ -313,8 +339,32 @@ def _declared_detect(data: object, path: Path) -> DetectConfig:
     unknown = set(data) - set(DetectConfig._fields)
     if unknown:
         raise ModelError(f"{path}'s detect metadata has unknown keys {sorted(unknown)}; {fix}.")
+    settings = {key: value for key, value in data.items() if key != "kpt_shape"}
+    if task in ("pose", "segment") and data["head"] != "yolov8":
+        raise ModelError(
+            f"{path} is a {task} model with a {data['head']} head; edgekit decodes {task} from Ultralytics' "
+            "yolov8-style head only, so serve it with --task raw."
+        )
+    if task == "pose":
+        settings["kpt_shape"] = _kpt_shape(data.get("kpt_shape"), path)
     # The agent's defaults written out, so release.json and the gate's messages say what is used.
-    return DetectConfig(**data)
+    return DetectConfig(**settings)  # type: ignore[arg-type]  # each key was checked above
+
+
+def _kpt_shape(value: object, path: Path) -> tuple[int, int]:
+    if (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        and value[0] >= 1
+        and value[1] in (2, 3)
+    ):
+        return int(value[0]), int(value[1])
+    raise ModelError(
+        f"{path} is a pose model whose keypoint shape is {value!r}, not [keypoints, 2 or 3]; export it with "
+        "Ultralytics (which writes kpt_shape), or set kpt_shape = [17, 3] in the [detect] table of "
+        f"{path.stem}.edgekit.toml."
+    )
 
 
 def _tensor(value: onnx.ValueInfoProto) -> TensorInfo:

@@ -211,7 +211,10 @@ def test_metadata_is_used(tmp_path: Path) -> None:
     [
         ("{not json", "not JSON"),
         ("[1, 2]", "JSON object"),
-        ({"task": "segment"}, "declares task 'segment'"),
+        ({"task": "obb"}, "declares task 'obb'"),
+        ({"task": "segment"}, "no mask prototypes [1, M, h, w] as its second output"),
+        ({"task": "pose", "detect": {"head": "yolov8"}}, "keypoint shape is None, not [keypoints, 2 or 3]"),
+        ({"task": "pose", "detect": {"head": "yolov5", "kpt_shape": [17, 3]}}, "edgekit decodes pose from"),
         ({"task": "detect"}, "without a known detection head"),
         ({"task": "detect", "detect": {"head": "yolov9"}}, "without a known detection head"),
         ({"task": "detect", "detect": {"head": "yolov8", "conf": 1.5}}, "detect conf is 1.5"),

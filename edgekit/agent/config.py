@@ -21,7 +21,10 @@ PRECISIONS = ("int8", "fp16", "fp32")
 INT8_PATHS = ("calibrator", "qdq", "none")
 # How the TensorRT backend reaches CUDA: ctypes over libcudart, or pycuda where a device has it.
 CUDA_SEAMS = ("cudart", "pycuda")
-TASKS = ("classify", "detect", "raw")
+TASKS = ("classify", "detect", "pose", "segment", "raw")
+# Tasks whose output is boxes (pose adds keypoints, segment a mask outline to each): they are
+# gated on matched boxes and keep their head's decode out of INT8.
+BOX_TASKS = ("detect", "pose", "segment")
 DROP_POLICIES = ("latest", "every")
 RTSP_DECODES = ("hardware", "software")
 RTSP_CODECS = ("h264", "h265")
@@ -119,6 +122,17 @@ class DetectConfig(NamedTuple):
     conf: float = 0.25
     iou: float = 0.45
     max_det: int = 100
+    # Pose: keypoints per box and values per keypoint (x, y and, with 3, a visibility score),
+    # Ultralytics' kpt_shape; they follow the class scores in each column.
+    kpt_shape: tuple[int, int] | None = None
+    # Segment: mask coefficients per box, one per prototype in the model's second output.
+    masks: int = 0
+
+    @property
+    def extra(self) -> int:
+        """Values each column carries after its class scores."""
+        keypoints = self.kpt_shape[0] * self.kpt_shape[1] if self.kpt_shape else 0
+        return keypoints + self.masks
 
 
 class Release(NamedTuple):
@@ -335,11 +349,21 @@ def _detect(section: _Reader) -> DetectConfig:
     from .detect import FORMATS
 
     defaults = DetectConfig(head="")
+    kpt_shape = section.value("kpt_shape", (list, type(None)), "[keypoints, 2 or 3] or null", None)
+    if kpt_shape is not None and not (
+        len(kpt_shape) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in kpt_shape)
+        and kpt_shape[0] >= 1
+        and kpt_shape[1] in (2, 3)
+    ):
+        raise section.fail("kpt_shape", f"must be [keypoints, 2 or 3], not {json.dumps(kpt_shape)}")
     return DetectConfig(
         head=section.choice("head", FORMATS),
         conf=section.number("conf", 0.0, defaults.conf, 1.0),
         iou=section.number("iou", 0.0, defaults.iou, 1.0),
         max_det=section.integer_or("max_det", 1, defaults.max_det),
+        kpt_shape=None if kpt_shape is None else (kpt_shape[0], kpt_shape[1]),
+        masks=section.integer_or("masks", 0, defaults.masks),
     )
 
 
@@ -352,7 +376,7 @@ def load_release(release_dir: str) -> Release:
     build = reader.section("build")
     task = reader.choice("task", TASKS)
     detect = reader.optional_section("detect")
-    if task == "detect" and detect is None:
+    if task in BOX_TASKS and detect is None:
         raise reader.fail("detect", "is missing; a detection release names its head (yolov5 or yolov8)")
     preprocess_data = reader.value("preprocess", dict, "an object")
     try:
@@ -376,5 +400,16 @@ def load_release(release_dir: str) -> Release:
         task=task,
         labels=list(labels),
         preprocess=preprocess,
-        detect=_detect(detect) if task == "detect" and detect is not None else None,
+        detect=_box_head(task, detect, reader),
     )
+
+
+def _box_head(task: str, section: _Reader | None, reader: _Reader) -> DetectConfig | None:
+    if task not in BOX_TASKS or section is None:
+        return None
+    head = _detect(section)
+    if task == "pose" and (head.kpt_shape is None or head.head != "yolov8"):
+        raise reader.fail("detect", "must name a yolov8 head and its kpt_shape for a pose release")
+    if task == "segment" and (head.masks < 1 or head.head != "yolov8"):
+        raise reader.fail("detect", "must name a yolov8 head and its masks for a segment release")
+    return head

@@ -45,19 +45,36 @@ def stretch_geometry(source_height: int, source_width: int, height: int, width: 
     return Geometry(width / float(source_width), height / float(source_height), 0.0, 0.0, source_width, source_height)
 
 
-def decode(output: np.ndarray, head: str, conf_threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Boxes (xyxy, model pixels), scores and class ids above ``conf_threshold``."""
+class Decoded(NamedTuple):
+    """Candidate boxes of one frame: xyxy in model pixels, scores, class ids, and the values
+    each row carries after its class scores (keypoints or mask coefficients; none for a detector)."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    classes: np.ndarray
+    extras: np.ndarray
+
+    def take(self, kept: Sequence[int]) -> Decoded:
+        index = np.asarray(kept, dtype=np.int64)
+        return Decoded(self.boxes[index], self.scores[index], self.classes[index], self.extras[index])
+
+
+def decode(output: np.ndarray, head: str, conf_threshold: float, extra: int = 0) -> Decoded:
+    """Candidates above ``conf_threshold``; the last ``extra`` values of each row come back as
+    its extras (Ultralytics' pose and segmentation heads append them after the class scores)."""
     if head not in FORMATS:
         raise ValueError("head must be one of {}, not {!r}".format(", ".join(FORMATS), head))
+    if extra and head != "yolov8":
+        raise ValueError(f"only a yolov8 head carries keypoints or mask coefficients, not {head!r}")
     rows = np.asarray(output, dtype=np.float32)
     if rows.ndim == 3:
         rows = rows[0]
     if head == "end2end":
         keep = rows[:, 4] >= conf_threshold
-        return rows[keep, :4], rows[keep, 4], rows[keep, 5].astype(np.int64)
+        return Decoded(rows[keep, :4], rows[keep, 4], rows[keep, 5].astype(np.int64), np.zeros((int(keep.sum()), 0)))
     if head == "yolov8":
         rows = rows.T
-        class_scores = rows[:, 4:]
+        class_scores = rows[:, 4 : rows.shape[1] - extra]
     else:
         class_scores = rows[:, 5:] * rows[:, 4:5]
     classes = np.argmax(class_scores, axis=1)
@@ -65,7 +82,7 @@ def decode(output: np.ndarray, head: str, conf_threshold: float) -> tuple[np.nda
     keep = scores >= conf_threshold
     centre, size = rows[keep, 0:2], rows[keep, 2:4]
     boxes = np.concatenate([centre - size / 2.0, centre + size / 2.0], axis=1)
-    return boxes, scores[keep], classes[keep]
+    return Decoded(boxes, scores[keep], classes[keep], rows[keep, rows.shape[1] - extra :])
 
 
 def iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
@@ -94,14 +111,35 @@ def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshol
     return kept
 
 
-def to_source(boxes: np.ndarray, geometry: Geometry) -> np.ndarray:
-    """Model-input pixels to source pixels, clipped to the frame."""
-    scale = np.array([geometry.scale_x, geometry.scale_y] * 2, dtype=np.float32)
-    offset = np.array([geometry.left, geometry.top] * 2, dtype=np.float32)
-    mapped = (boxes - offset) / scale
-    limits = np.array([geometry.source_width, geometry.source_height] * 2, dtype=np.float32)
+def to_source(points: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """Model-input pixels to source pixels, clipped to the frame: ``points`` has x, y pairs
+    along its last axis (xyxy boxes, keypoints, outlines)."""
+    pairs = points.shape[-1] // 2
+    scale = np.array([geometry.scale_x, geometry.scale_y] * pairs, dtype=np.float32)
+    offset = np.array([geometry.left, geometry.top] * pairs, dtype=np.float32)
+    mapped = (points - offset) / scale
+    limits = np.array([geometry.source_width, geometry.source_height] * pairs, dtype=np.float32)
     clipped: np.ndarray = np.clip(mapped, 0.0, limits)
     return clipped
+
+
+def select(decoded: Decoded, iou_threshold: float, limit: int) -> Decoded:
+    """What the service reports: the candidates NMS keeps, best first."""
+    return decoded.take(nms(decoded.boxes, decoded.scores, decoded.classes, iou_threshold, limit))
+
+
+def records(found: Decoded, geometry: Geometry, labels: Sequence[str]) -> list[dict[str, Any]]:
+    """Result records of kept boxes, in source pixels."""
+    boxes = to_source(found.boxes, geometry) if len(found.boxes) else np.zeros((0, 4), dtype=np.float32)
+    return [
+        {
+            "index": int(cls),
+            "label": labels[int(cls)] if int(cls) < len(labels) else str(int(cls)),
+            "score": round(float(score), 4),
+            "box": [round(float(v), 1) for v in box],
+        }
+        for cls, score, box in zip(found.classes, found.scores, boxes)
+    ]
 
 
 def detect(
@@ -114,15 +152,4 @@ def detect(
     limit: int = 100,
 ) -> list[dict[str, Any]]:
     """The detections of one frame, best first, as records for the results file."""
-    boxes, scores, classes = decode(output, head, conf_threshold)
-    kept = nms(boxes, scores, classes, iou_threshold, limit)
-    source = to_source(boxes[kept], geometry) if kept else np.zeros((0, 4), dtype=np.float32)
-    return [
-        {
-            "index": int(classes[i]),
-            "label": labels[int(classes[i])] if int(classes[i]) < len(labels) else str(int(classes[i])),
-            "score": round(float(scores[i]), 4),
-            "box": [round(float(v), 1) for v in box],
-        }
-        for i, box in zip(kept, source)
-    ]
+    return records(select(decode(output, head, conf_threshold), iou_threshold, limit), geometry, labels)

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from .backends import Backend
-from .config import DetectConfig, Release
-from .detect import decode, iou, nms
+from .config import BOX_TASKS, DetectConfig, Release
+from .detect import decode, iou, select
 from .errors import AgentError
 
 # A found box counts for an FP32 box of its class when they overlap this much (the usual mAP@0.5 rule).
@@ -80,9 +80,8 @@ def _snr_db(outputs: np.ndarray, reference: np.ndarray) -> float | None:
 
 def _boxes(output: np.ndarray, detect: DetectConfig) -> tuple[np.ndarray, np.ndarray]:
     """The boxes the service would report for one sample (model pixels), and their classes."""
-    boxes, scores, classes = decode(output, detect.head, detect.conf)
-    kept = nms(boxes, scores, classes, detect.iou, detect.max_det)
-    return boxes[kept], classes[kept]
+    found = select(decode(output, detect.head, detect.conf, detect.extra), detect.iou, detect.max_det)
+    return found.boxes, found.classes
 
 
 def _matched(found: tuple[np.ndarray, np.ndarray], expected: tuple[np.ndarray, np.ndarray]) -> int:
@@ -168,7 +167,7 @@ def run_gate(backend: Backend, samples_path: str, release: Release) -> dict[str,
         "reference_accuracy": reference_accuracy,
         "infer_ms_mean": round(elapsed * 1000.0 / len(inputs), 3),
     }
-    if release.task == "detect" and release.detect is not None:
+    if release.task in BOX_TASKS and release.detect is not None:
         one = shaped.shape[1:]
         report.update(
             detection_agreement(

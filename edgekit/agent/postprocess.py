@@ -6,8 +6,10 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from .config import Release
-from .detect import detect, letterbox_geometry, stretch_geometry
+from .config import BOX_TASKS, Release
+from .detect import decode, letterbox_geometry, records, select, stretch_geometry
+from .pose import keypoints
+from .segment import outlines
 
 
 def softmax(row: np.ndarray) -> np.ndarray:
@@ -62,25 +64,38 @@ def raw_outputs(outputs: Sequence[np.ndarray], names: Sequence[str], limit: int 
 
 
 def make_postprocess(release: Release, output_names: Sequence[str], topk: int) -> Postprocess:
-    """What one frame's outputs become in its result record, by the release's task.
-
-    Detection needs the source frame's size to map boxes back through the preprocessing's
-    letterbox or stretch, so every postprocess takes ``(outputs, (height, width))``.
-    """
+    """What one frame's outputs become in its result record, by the release's task."""
     if release.task == "classify":
         return lambda outputs, size: {"top": classify(outputs[0], release.labels, topk)}
-    if release.task == "detect":
-        settings = release.detect
-        assert settings is not None, "load_release requires the detect section"
-        spec = release.preprocess
-        fit = letterbox_geometry if spec.resize == "letterbox" else stretch_geometry
-
-        def detections(outputs: list[np.ndarray], size: tuple[int, int]) -> dict[str, Any]:
-            geometry = fit(size[0], size[1], spec.height, spec.width)
-            found = detect(
-                outputs[0], settings.head, geometry, release.labels, settings.conf, settings.iou, settings.max_det
-            )
-            return {"detections": found}
-
-        return detections
+    if release.task in BOX_TASKS:
+        return _boxes(release)
     return lambda outputs, size: {"outputs": raw_outputs(outputs, output_names)}
+
+
+def _boxes(release: Release) -> Postprocess:
+    """Detections, with each box's keypoints (pose) or mask outline (segment).
+
+    Boxes go back to source pixels through the preprocessing's letterbox or stretch, so every
+    postprocess takes ``(outputs, (height, width))``.
+    """
+    settings = release.detect
+    assert settings is not None, "load_release requires the detect section"
+    spec = release.preprocess
+    fit = letterbox_geometry if spec.resize == "letterbox" else stretch_geometry
+
+    def detections(outputs: list[np.ndarray], size: tuple[int, int]) -> dict[str, Any]:
+        geometry = fit(size[0], size[1], spec.height, spec.width)
+        found = select(decode(outputs[0], settings.head, settings.conf, settings.extra), settings.iou, settings.max_det)
+        boxes = records(found, geometry, release.labels)
+        if settings.kpt_shape is not None:
+            for box, points in zip(boxes, keypoints(found.extras, settings.kpt_shape, geometry)):
+                box["keypoints"] = points
+        if settings.masks:
+            shapes = outlines(
+                found.extras, settings.masks, outputs[1], found.boxes, (spec.height, spec.width), geometry
+            )
+            for box, points in zip(boxes, shapes):
+                box["outline"] = points
+        return {"detections": boxes}
+
+    return detections

@@ -7,6 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from edgekit.agent.config import BOX_TASKS
 from edgekit.device.wire import parse
 
 
@@ -40,7 +41,7 @@ class GateReport:
         found for a detector; the whole output's cosine similarity for raw heads."""
         if task == "classify":
             return "top-1 agreement", self.top1_agreement
-        if task == "detect":
+        if task in BOX_TASKS:
             return "matched-box F1", self.box_f1
         return "output cosine similarity", self.output_cosine
 
@@ -82,6 +83,10 @@ class Detection:
     score: float
     # x1, y1, x2, y2 in source-frame pixels.
     box: list[float]
+    # Pose: [x, y] or [x, y, visibility] per keypoint, in source-frame pixels.
+    keypoints: list[list[float]] | None = None
+    # Segment: the mask's outline, [x, y] points in source-frame pixels.
+    outline: list[list[float]] | None = None
 
 
 @dataclass(frozen=True)
@@ -130,11 +135,23 @@ class ResultRecord:
             if not self.detections:
                 return "no boxes"
             best, count = max(self.detections, key=lambda box: box.score), len(self.detections)
-            return f"{count} box{'es' if count != 1 else ''}, best {best.label} ({best.score})"
+            extra = ""
+            if best.keypoints is not None:
+                extra = f", {len(best.keypoints)} keypoints each"
+            elif best.outline is not None:
+                extra = ", with mask outlines"
+            return f"{count} box{'es' if count != 1 else ''}, best {best.label} ({best.score}){extra}"
         shapes = ", ".join(f"{output.name} {output.shape}" for output in self.outputs or [])
         return f"outputs {shapes or 'none'}"
 
     def to_dict(self) -> dict[str, Any]:
         """As the service wrote it: only the task's own part."""
         parts = ("top", "detections", "outputs")
-        return {key: value for key, value in dataclasses.asdict(self).items() if value is not None or key not in parts}
+        record = {
+            key: value for key, value in dataclasses.asdict(self).items() if value is not None or key not in parts
+        }
+        for box in record.get("detections") or []:
+            for key in ("keypoints", "outline"):
+                if box[key] is None:
+                    del box[key]
+        return record

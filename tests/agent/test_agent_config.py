@@ -87,8 +87,11 @@ def test_release_loads_with_model_relative_to_the_release(release_dir):
     [
         (lambda d: d.pop("release"), "'release' is missing"),
         (lambda d: d.update(precision="int4"), "'precision' must be one of int8, fp16, fp32"),
-        (lambda d: d.update(task="segment"), "'task' must be one of classify, detect, raw"),
+        (lambda d: d.update(task="obb"), "'task' must be one of classify, detect, pose, segment, raw"),
         (lambda d: d.update(task="detect"), "'detect' is missing"),
+        (lambda d: d.update(task="pose", detect={"head": "yolov8"}), "a yolov8 head and its kpt_shape"),
+        (lambda d: d.update(task="pose", detect={"head": "yolov8", "kpt_shape": [17, 4]}), "'detect.kpt_shape' must"),
+        (lambda d: d.update(task="segment", detect={"head": "yolov5", "masks": 32}), "a yolov8 head and its masks"),
         (lambda d: d.update(labels=[1, 2]), "'labels' must hold only strings"),
         (lambda d: d["preprocess"].update(layout="CHW"), "'preprocess' is invalid"),
         (lambda d: d["preprocess"].update(colour="rgb"), "'preprocess' is invalid"),

@@ -77,7 +77,7 @@ def test_nms_threshold_is_an_iou():
 
 def test_yolov5_rows_multiply_objectness_and_class_score():
     rows = np.array([[[50, 50, 10, 10, 0.5, 0.1, 0.9, 0.0], [20, 20, 4, 4, 0.2, 0.9, 0.0, 0.0]]], np.float32)
-    boxes, scores, classes = decode(rows, "yolov5", conf_threshold=0.25)
+    boxes, scores, classes, _ = decode(rows, "yolov5", conf_threshold=0.25)
     # 0.5 * 0.9 = 0.45 passes; 0.2 * 0.9 = 0.18 does not.
     assert classes.tolist() == [1] and scores.tolist() == pytest.approx([0.45])
     assert boxes.tolist() == [[45.0, 45.0, 55.0, 55.0]]
@@ -90,7 +90,7 @@ def test_an_unknown_head_is_refused():
 
 def test_end2end_rows_are_corner_boxes_with_score_and_class():
     rows = np.array([[[10, 20, 30, 60, 0.9, 1], [0, 0, 5, 5, 0.1, 0], [40, 40, 50, 50, 0.5, 0]]], np.float32)
-    boxes, scores, classes = decode(rows, "end2end", 0.25)
+    boxes, scores, classes, _ = decode(rows, "end2end", 0.25)
     assert boxes.tolist() == [[10, 20, 30, 60], [40, 40, 50, 50]]
     assert scores.tolist() == pytest.approx([0.9, 0.5]) and classes.tolist() == [1, 0]
 

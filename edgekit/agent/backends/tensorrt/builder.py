@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ...config import BOX_TASKS
 from ...errors import AgentError
 from ...files import read_or_none, write_atomically
 from .. import Log
@@ -34,7 +35,7 @@ class BuildOptions(NamedTuple):
     calibration_cache_path: str | None = None
     # The largest calibration batch for a dynamic batch dimension (see calibration_batch).
     calibration_batch: int = 8
-    # "detect" keeps the head's decode out of INT8 (keep_head_precise).
+    # A box task (detect, pose, segment) keeps its head's decode out of INT8 (keep_head_precise).
     task: str = "classify"
 
 
@@ -171,7 +172,7 @@ def _attach_calibrator(
     calibrator = make_calibrator(trt, cuda, data, tensor.name, batch, options.calibration_cache_path, log)
     config.set_flag(trt.BuilderFlag.INT8)
     config.int8_calibrator = calibrator
-    if options.task == "detect":
+    if options.task in BOX_TASKS:
         keep_head_precise(trt, network, config, log)
     if dynamic and caps.calibration_profile:
         profile = builder.create_optimization_profile()
