@@ -21,13 +21,16 @@ from edgekit.agentpack import build_agent
 from edgekit.calibration import prepare
 from edgekit.errors import ModelError
 from edgekit.exporters import ModelOverrides
+from edgekit.gate import default_threshold
 from edgekit.model import ModelInfo, inspect_model, served_onnx, sha256_file
 from edgekit.quantize import quantize_qdq, reference_outputs
+from edgekit.sensitivity import MODES, GateTarget, MixedPrecision, keep_precise
 
 # FP16 ships the FP32 model: TensorRT lowers it on the device.
 CACHE_DIR = Path(os.environ.get("EDGEKIT_CACHE", Path.home() / ".cache" / "edgekit")) / "bundles"
 # Bump when what goes into a bundle changes, so stale cached bundles are not reused.
-BUNDLE_VERSION = "4"
+# 5: unnamed nodes are named as TensorRT names their layers; --mixed-precision auto.
+BUNDLE_VERSION = "5"
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,10 @@ class BundleRequest:
     holdout_dir: Path | None
     precision: str = "int8"
     overrides: ModelOverrides = ModelOverrides()
+    # "auto" keeps the layers INT8 hurts most at a higher precision (edgekit.sensitivity).
+    mixed_precision: str = "off"
+    # What the host's estimate of the gate is held to; None takes the task's default.
+    gate_threshold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -52,11 +59,15 @@ class Bundle:
     host_top1_agreement: float
     # Nodes of the Q/DQ model left in FP32: a detection head's decode (edgekit.quantize.head_tail).
     fp32_nodes: tuple[str, ...] = ()
+    # What --mixed-precision auto kept at a higher precision, and the gate figure at each step.
+    mixed_precision: MixedPrecision | None = None
 
 
 def build_bundle(request: BundleRequest, log: Callable[[str], None] = lambda text: None) -> Bundle:
     if request.precision not in PRECISIONS:
         raise ModelError(f"Precision {request.precision!r} is not served here; choose one of {', '.join(PRECISIONS)}.")
+    if request.mixed_precision not in MODES:
+        raise ModelError(f"Mixed precision {request.mixed_precision!r} is not one of {', '.join(MODES)}; choose one.")
     model = inspect_model(request.model, request.overrides)
     log(f"model {model.path.name}: {model.inputs[0].name}{list(model.inputs[0].shape)}, opset {model.opset}")
     for note in model.notes:
@@ -73,6 +84,8 @@ def build_bundle(request: BundleRequest, log: Callable[[str], None] = lambda tex
                 request.precision,
                 list(model.input_shape),
                 model.task,
+                request.mixed_precision,
+                _threshold(request, model.task) if request.mixed_precision == "auto" else None,
             ]
         ).encode()
     ).hexdigest()[:20]
@@ -86,16 +99,33 @@ def build_bundle(request: BundleRequest, log: Callable[[str], None] = lambda tex
     reference = reference_outputs(fp32, input_name, data.holdout)
     served = fp32
     kept: list[str] = []
+    mixed: MixedPrecision | None = None
+    if request.mixed_precision == "auto" and request.precision != "int8":
+        log(f"mixed precision: nothing to choose, the {request.precision} model has no INT8 layer")
     if request.precision == "int8":
         served, record = directory / "model.int8.onnx", directory / "fp32-nodes.json"
-        if not (served.exists() and record.exists()):
+        mixed_record = directory / "mixed-precision.json"
+        auto = request.mixed_precision == "auto"
+        if not (served.exists() and record.exists() and (mixed_record.exists() or not auto)):
             log(f"quantizing to INT8 Q/DQ with {len(data.calibration)} calibration images")
             # A detector's decode mixes coordinates and scores: it stays in FP32 (edgekit.quantize).
             head = [model.outputs[0].name] if model.task in BOX_TASKS else []
-            kept = quantize_qdq(fp32, input_name, data.calibration, directory / "model.int8.onnx.tmp", head)
-            (directory / "model.int8.onnx.tmp").replace(served)
+            scratch = directory / "model.int8.onnx.tmp"
+            kept = quantize_qdq(fp32, input_name, data.calibration, scratch, head)
+            if auto:
+                target = GateTarget(model.task, model.detect, _threshold(request, model.task))
+                mixed = keep_precise(
+                    fp32, input_name, data.calibration, data.holdout, reference, target, head, scratch, log
+                )
+                mixed_record.write_text(json.dumps(mixed.to_dict()))
+            scratch.replace(served)
             record.write_text(json.dumps(kept))
         kept = json.loads(record.read_text())
+        if auto:
+            mixed = MixedPrecision.from_dict(json.loads(mixed_record.read_text()))
+            # Shipped with the release: TensorRT's calibrator path serves the same model.onnx
+            # either way, and a release is named by its files.
+            files["mixed-precision.json"] = mixed_record
         files["model.int8.onnx"] = served
     host_outputs = reference if served == fp32 else reference_outputs(served, input_name, data.holdout)
     calib = _write_once(directory / CALIBRATION_FILE, lambda path: np.save(path, data.calibration))
@@ -119,7 +149,12 @@ def build_bundle(request: BundleRequest, log: Callable[[str], None] = lambda tex
         fp32_accuracy=fp32_accuracy,
         host_top1_agreement=float(np.mean(reference.argmax(axis=1) == host_outputs.argmax(axis=1))),
         fp32_nodes=tuple(kept),
+        mixed_precision=mixed,
     )
+
+
+def _threshold(request: BundleRequest, task: str) -> float:
+    return default_threshold(task) if request.gate_threshold is None else request.gate_threshold
 
 
 class _GateArrays(TypedDict):

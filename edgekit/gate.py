@@ -15,6 +15,8 @@ from edgekit.device.answers import GateReport
 # few pixels past IoU 0.5, or a score that crosses the confidence threshold, counts against it.
 DEFAULT_THRESHOLDS = {"classify": 0.99, "detect": 0.90, "pose": 0.90, "segment": 0.90, "raw": 0.99}
 LOWER = "or lower --gate-threshold knowingly"
+# Only an INT8 release has layers that --mixed-precision auto can keep at a higher precision.
+MIXED = "keep the layers INT8 hurts most at a higher precision with --mixed-precision auto, "
 
 
 def default_threshold(task: str) -> float:
@@ -35,21 +37,22 @@ def refusal(gate: GateReport, task: str, precision: str, conf: float | None = No
     assert figure is not None
     if figure >= threshold:
         return None
+    lower = (MIXED if precision == "int8" else "") + LOWER
     if task in BOX_TASKS:
         return (
             f"The {precision} model's {measure} with FP32 is {figure:.1%} {held} (precision "
             f"{gate.box_precision or 0:.1%}, recall {gate.box_recall or 0:.1%}: {gate.boxes} boxes where FP32 "
             f"finds {gate.reference_boxes}), below the {threshold:.0%} gate; lost boxes come from calibration "
             "images that do not show the objects or from head layers that need a higher precision, so calibrate "
-            f"with frames of the real scene that show them, {LOWER}."
+            f"with frames of the real scene that show them, {lower}."
         )
     if task == "raw":
         snr = "identical" if gate.snr_db is None else f"SNR {gate.snr_db:.1f} dB"
         return (
             f"The {precision} model's {measure} with FP32 is {figure:.4f} {held} ({snr}), below the "
-            f"{threshold:.0%} gate; calibrate with more images from the real scene, {LOWER}."
+            f"{threshold:.0%} gate; calibrate with more images from the real scene, {lower}."
         )
     return (
         f"The {precision} model's {measure} with FP32 is {figure:.1%} {held}, below the {threshold:.0%} gate; "
-        f"calibrate with more images from the real scene, {LOWER}."
+        f"calibrate with more images from the real scene, {lower}."
     )

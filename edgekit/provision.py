@@ -25,6 +25,7 @@ from edgekit.gate import default_threshold, refusal
 from edgekit.preflight import Check, DiskNeed, PreflightInput, require, run_checks
 from edgekit.profiles import load_profiles
 from edgekit.resolve import DeviceIdentity, Resolution, resolve_profile
+from edgekit.sensitivity import MixedPrecision
 from edgekit.settings import Settings, UserConfig, merge_settings
 from edgekit.source import SourceSpec
 from edgekit.ssh.seam import Connection
@@ -53,6 +54,8 @@ class ProvisionRequest:
     flags: dict[str, dict[str, Any]] = field(default_factory=dict)
     # camera.json's "http" and "mqtt" sections (edgekit.outputs); None switches a sink off.
     outputs: dict[str, Any] = field(default_factory=dict)
+    # ``--mixed-precision``: "auto" keeps the layers INT8 hurts most at a higher precision.
+    mixed_precision: str = "off"
 
 
 @dataclass
@@ -113,9 +116,12 @@ class ProvisionResult:
     fps: float | None
     first_result: ResultRecord
     uploaded: list[str] = field(default_factory=list)
+    # --mixed-precision auto: the layers kept at a higher precision and the gate figure at each step.
+    mixed_precision: MixedPrecision | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "first_result": self.first_result.to_dict()}
+        mixed = None if self.mixed_precision is None else self.mixed_precision.to_dict()
+        return {**asdict(self), "first_result": self.first_result.to_dict(), "mixed_precision": mixed}
 
 
 def plan_provision(conn: Connection, request: ProvisionRequest, reporter: Reporter) -> Plan:
@@ -133,6 +139,8 @@ def plan_provision(conn: Connection, request: ProvisionRequest, reporter: Report
             holdout_dir=request.holdout_dir,
             precision=settings.build.precision,
             overrides=request.model_overrides,
+            mixed_precision=request.mixed_precision,
+            gate_threshold=request.gate_threshold,
         ),
         log=reporter.step,
     )
@@ -191,6 +199,8 @@ def release_manifest(bundle: Bundle, settings: Settings, rid: str) -> dict[str, 
         "calibration_sha256": bundle.calibration_sha256,
         # Left out of INT8 in the Q/DQ model: the detection head's decode.
         "fp32_nodes": list(bundle.fp32_nodes),
+        # --mixed-precision auto: left out of INT8 in the Q/DQ model, FP16 on TensorRT's calibrator path.
+        "mixed_precision": None if bundle.mixed_precision is None else bundle.mixed_precision.to_dict(),
     }
 
 
@@ -353,6 +363,7 @@ def provision(conn: Connection, plan: Plan, request: ProvisionRequest, reporter:
         fps=first.fps,
         first_result=first,
         uploaded=[blob.local.name for blob in sent],
+        mixed_precision=plan.bundle.mixed_precision,
     )
 
 

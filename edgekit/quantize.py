@@ -63,30 +63,39 @@ def head_tail(model: onnx.ModelProto, outputs: Sequence[str]) -> list[str]:
     return sorted(tail)
 
 
-def _named(source: Path, target: Path) -> onnx.ModelProto:
-    """The model with every node named: quantization excludes nodes by name."""
-    model = onnx.load(str(source))
-    for index, node in enumerate(model.graph.node):
+def prepare_model(source: Path, target: Path) -> onnx.ModelProto:
+    """``source`` as quantization takes it (shapes inferred, onnxruntime's basic fusions), written
+    to ``target`` with every node named: quantization excludes nodes by name. An unnamed node
+    gets the name TensorRT's ONNX parser gives its layer, so a node kept out of INT8 here names
+    the same layer there."""
+    quant_pre_process(str(source), str(target), skip_symbolic_shape=True)
+    model = onnx.load(str(target))
+    for node in model.graph.node:
         if not node.name:
-            node.name = f"edgekit_{node.op_type}_{index}"
+            node.name = f"node_of_{node.output[0]}"
     onnx.save(model, str(target))
     return model
 
 
 def quantize_qdq(
-    model_path: Path, input_name: str, calibration: np.ndarray, output: Path, keep_fp32: Sequence[str] = ()
+    model_path: Path,
+    input_name: str,
+    calibration: np.ndarray,
+    output: Path,
+    keep_fp32: Sequence[str] = (),
+    exclude: Sequence[str] = (),
 ) -> list[str]:
     """Write the INT8 Q/DQ version of ``model_path`` to ``output``, calibrated on ``calibration``.
 
-    The decode tails of the outputs named in ``keep_fp32`` stay in FP32; returns the nodes kept.
+    The decode tails of the outputs named in ``keep_fp32`` stay in FP32, and so do the nodes
+    named in ``exclude`` (edgekit.sensitivity's choice); returns the decode nodes kept.
     """
     with tempfile.TemporaryDirectory() as scratch:
         prepared = Path(scratch) / "prepared.onnx"
         try:
             # The entropy calibrator prints progress on stdout, which belongs to --json output.
             with contextlib.redirect_stdout(io.StringIO()):
-                quant_pre_process(str(model_path), str(prepared), skip_symbolic_shape=True)
-                kept = head_tail(_named(prepared, prepared), keep_fp32)
+                kept = head_tail(prepare_model(model_path, prepared), keep_fp32)
                 quantize_static(
                     str(prepared),
                     str(output),
@@ -96,7 +105,7 @@ def quantize_qdq(
                     weight_type=QuantType.QInt8,
                     per_channel=True,
                     calibrate_method=CalibrationMethod.Entropy,
-                    nodes_to_exclude=kept,
+                    nodes_to_exclude=[*kept, *exclude],
                     extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
                 )
         except (

@@ -158,3 +158,13 @@ def test_error_is_one_line(tmp_path: Path) -> None:
     done = edgekit(tmp_path, *provision_args(tmp_path, missing, 1))
     assert done.returncode == 3
     assert done.stderr.count("\n") == 1, done.stderr
+
+
+def test_mixed_precision_auto_is_accepted_and_a_bad_mode_refused(tmp_path: Path) -> None:
+    port = free_port()
+    # Accepted: the command goes on to the device, which is not there.
+    done = edgekit(tmp_path, *provision_args(tmp_path, SAMPLES / "model.onnx", port), "--mixed-precision", "auto")
+    assert_clean_error(done, 4, "DeviceUnreachable")
+    refused = edgekit(tmp_path, *provision_args(tmp_path, SAMPLES / "model.onnx", port), "--mixed-precision", "on")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "'on' is not one of off, auto" in " ".join(refused.stderr.split())

@@ -37,7 +37,8 @@ def test_the_task_is_read_off_the_output_shape(shape: list[int], task: str, layo
 
 @pytest.mark.parametrize("outputs", [[("a", [1, 3, 32, 32])], [("boxes", [1, 100, 4]), ("scores", [1, 100])]])
 def test_an_unclear_head_is_refused_with_the_choices(outputs: list[tuple[str, list[int]]]) -> None:
-    with pytest.raises(ModelError, match="pass --task classify, --task detect, --task pose, --task segment or --task raw"):
+    choices = "pass --task classify, --task detect, --task pose, --task segment or --task raw"
+    with pytest.raises(ModelError, match=choices):
         infer_head("m.onnx", outputs)
 
 

@@ -87,6 +87,7 @@ def test_release_manifest(tmp_path: Path) -> None:
         "onnx_sha256": model.sha256,
         "calibration_sha256": "c" * 64,
         "fp32_nodes": [],
+        "mixed_precision": None,
     }
     fp32 = Bundle(**{**bundle.__dict__, "files": {"model.onnx": model.path}})
     orin = release_manifest(fp32, ORIN, "r2")

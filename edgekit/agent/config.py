@@ -147,6 +147,8 @@ class Release(NamedTuple):
     labels: list[str]
     preprocess: PreprocessSpec
     detect: DetectConfig | None = None
+    # Nodes --mixed-precision auto kept out of INT8: TensorRT's calibrator path builds them at FP16.
+    half_layers: tuple[str, ...] = ()
 
     @property
     def calibration_path(self) -> str:
@@ -367,6 +369,16 @@ def _detect(section: _Reader) -> DetectConfig:
     )
 
 
+def _half_layers(reader: _Reader) -> tuple[str, ...]:
+    mixed = reader.optional_section("mixed_precision")
+    if mixed is None:
+        return ()
+    nodes = mixed.value("nodes", list, "a list of node names")
+    if not all(isinstance(node, str) and node for node in nodes):
+        raise mixed.fail("nodes", "must hold only node names")
+    return tuple(nodes)
+
+
 def load_release(release_dir: str) -> Release:
     path = os.path.join(release_dir, RELEASE_FILE)
     reader = _load_json(path)
@@ -401,6 +413,7 @@ def load_release(release_dir: str) -> Release:
         labels=list(labels),
         preprocess=preprocess,
         detect=_box_head(task, detect, reader),
+        half_layers=_half_layers(reader),
     )
 
 

@@ -35,7 +35,7 @@ def outline(
     left, top = max(int(np.floor(x1 / step_x)) - 1, 0), max(int(np.floor(y1 / step_y)) - 1, 0)
     right, bottom = min(int(np.ceil(x2 / step_x)) + 1, proto_w), min(int(np.ceil(y2 / step_y)) + 1, proto_h)
     if right <= left or bottom <= top:
-        return np.zeros((0, 2), dtype=np.float32)
+        return _no_points()
     region = protos[:, top:bottom, left:right].reshape(channels, -1)
     logits = (np.asarray(coefficients, dtype=np.float32) @ region).reshape(bottom - top, right - left)
     size = (max(1, int(round((right - left) * step_x))), max(1, int(round((bottom - top) * step_y))))
@@ -47,10 +47,16 @@ def outline(
     mask = ((upsampled > 0.0) & inside).astype(np.uint8)
     contours = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[-2]
     if not contours:
-        return np.zeros((0, 2), dtype=np.float32)
+        return _no_points()
     largest = max(contours, key=cv2.contourArea)
     simplified = cv2.approxPolyDP(largest, OUTLINE_TOLERANCE_PX, True).reshape(-1, 2).astype(np.float32)
-    return simplified + np.array([left * step_x, top * step_y], dtype=np.float32)
+    points: np.ndarray = simplified + np.array([left * step_x, top * step_y], dtype=np.float32)
+    return points
+
+
+def _no_points() -> np.ndarray:
+    none: np.ndarray = np.zeros((0, 2), dtype=np.float32)
+    return none
 
 
 def outlines(

@@ -36,6 +36,8 @@ from edgekit.cli.connect import (
 from edgekit.cli.output import console, err_console, print_json
 from edgekit.outputs import outputs
 from edgekit.preflight import require
+from edgekit.sensitivity import MODES as MIXED_PRECISION_MODES
+from edgekit.sensitivity import describe
 from edgekit.settings import load_user_config
 from edgekit.source import SourceSpec
 from edgekit.ssh.seam import DEFAULT_KNOWN_HOSTS
@@ -71,7 +73,7 @@ def provision_command(
         float | None,
         typer.Option(
             help="Minimum agreement with FP32 on held-out images: top-1 agreement for classifiers (default 0.99), "
-            "matched-box F1 for detectors (0.90), output cosine similarity for raw heads (0.99)."
+            "matched-box F1 for detectors, pose and segmentation (0.90), output cosine similarity for raw heads (0.99)."
         ),
     ] = None,
     config: Annotated[
@@ -101,6 +103,13 @@ def provision_command(
     labels: Annotated[Path | None, typer.Option(help="Text file of class names, one per line, in class order.")] = None,
     layout: Annotated[str | None, typer.Option(help="The input's layout when it cannot be told: NCHW or NHWC.")] = None,
     color: Annotated[str | None, typer.Option(help=f"Channel order the model takes: {', '.join(COLORS)}.")] = None,
+    mixed_precision: Annotated[
+        str,
+        typer.Option(
+            help="auto: when INT8 misses the gate on the host, keep the layers it hurts most at a higher precision "
+            "(FP16 on TensorRT), up to a quarter of them; off (default): INT8 throughout."
+        ),
+    ] = "off",
 ) -> None:
     """Build INT8 on the host, ship it, gate it on the device and start the camera service."""
     choices = (
@@ -109,6 +118,7 @@ def provision_command(
         (task, TASKS, "--task"),
         (layout, LAYOUTS, "--layout"),
         (color, COLORS, "--color"),
+        (mixed_precision, MIXED_PRECISION_MODES, "--mixed-precision"),
     )
     for value, allowed, hint in choices:
         if value is not None and value not in allowed:
@@ -127,6 +137,7 @@ def provision_command(
         flags={"build": {"precision": precision, "workspace_mib": workspace_mib, "dla_core": dla_core, "cuda": cuda}},
         outputs=outputs(http_sink, mqtt_sink, metrics_port),
         model_overrides=api.ModelOverrides(task, _input_size(input_size), labels, layout, color),
+        mixed_precision=mixed_precision,
     )
     device = endpoint(target, identity, known_hosts, accept_new_host_key, ssh_config)
     if check:
@@ -267,6 +278,16 @@ def _summary(result: ProvisionResult) -> None:
     err_console.print(
         f"  gate       {measure} {figure:.1%} on {gate.samples} samples (threshold {gate.threshold or 0:.0%}){accuracy}"
     )
+    mixed = result.mixed_precision
+    if mixed is not None:
+        steps = ", ".join(f"{describe(mixed.measure, step.figure)} with {step.layers}" for step in mixed.steps)
+        kept = f" ({', '.join(mixed.layers)})" if mixed.layers else ""
+        err_console.print(
+            f"  mixed      {len(mixed.layers)} layers kept at higher precision{kept}; host {mixed.measure} {steps}"
+        )
+        note = mixed.cap_note()
+        if note:
+            err_console.print(f"             {note}")
     fps = "FPS not measured yet" if result.fps is None else f"{result.fps:.1f} FPS"
     err_console.print(
         f"  service    edgekit-camera.service active, {fps}, first result: {result.first_result.describe()}"

@@ -227,3 +227,24 @@ def test_a_calibrated_classifier_has_no_precision_constraints(bundle, tmp_path):
     _, _, plan = build("10.3", options(bundle, tmp_path))
     engine = read_engine(plan)
     assert engine["precision_constraints"] == {} and "OBEY_PRECISION_CONSTRAINTS" not in engine["flags"]
+
+
+@pytest.mark.parametrize("version", CALIBRATORS)
+def test_layers_kept_by_mixed_precision_are_built_at_fp16(version, bundle, tmp_path):
+    # The digits model's nodes are unnamed: the host names them as TensorRT's parser names their layers.
+    kept = ("node_of_conv2", "node_of_relu1", "node_of_gone")
+    lines = []
+    cuda = FakeCuda()
+    trt = make_tensorrt(version, cuda)
+    engine = read_engine(build_engine(trt, cuda, options(bundle, tmp_path, half_layers=kept), lines.append))
+    # The kept layers at FP16 and bound by OBEY; conv1 and the Gemm left to INT8.
+    assert engine["precision_constraints"] == {"node_of_conv2": "HALF", "node_of_relu1": "HALF"}
+    assert {"INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"} <= set(engine["flags"])
+    # Both kept layers' outputs and conv1's, which relu1 reads: it is made in FP16, not rounded to INT8.
+    assert calls(trt, "ILayer.set_output_type") == ["ILayer.set_output_type(0, HALF)"] * 3
+    assert any("keeping 2 layers at FP16" in line and "left to INT8: node_of_gone" in line for line in lines)
+
+
+def test_without_mixed_precision_no_layer_is_fp16(bundle, tmp_path):
+    trt, _, plan = build("10.3", options(bundle, tmp_path))
+    assert "FP16" not in read_engine(plan)["flags"] and not calls(trt, "ILayer.set_output_type")

@@ -169,3 +169,28 @@ def test_progress_lines_read_back_as_the_agent_wrote_them():
     assert parse_progress(line) == ("Building engine", 3, 10)
     assert parse_progress("[TRT] [W] progress: is not a progress line 3/10") is None
     assert parse_progress("model ready in 1.2 s; running the gate samples") is None
+
+
+def test_a_mixed_precision_release_builds_its_kept_layers_at_fp16_in_an_engine_of_its_own(
+    bundle, tmp_path, monkeypatch
+):
+    import dataclasses
+
+    from edgekit.sensitivity import MixedPrecision, Step
+
+    chosen = MixedPrecision("auto", "top-1 agreement", 0.99, 1, ("node_of_conv2",), ("node_of_conv2",), (Step(0, 0.9),))
+    mixed = dataclasses.replace(bundle, mixed_precision=chosen)
+    release = load_release(str(lay_out_release(mixed, tmp_path / "mixed", "orin-nano-8gb-jp62")))
+    assert release.half_layers == ("node_of_conv2",)
+    device = Device(monkeypatch, "10.3")
+    cache = str(tmp_path / "engines")
+    open_engine(device.trt, device.cuda, release, cache, None, print).close()
+    plain = load_release(str(lay_out_release(bundle, tmp_path / "plain", "orin-nano-8gb-jp62")))
+    open_engine(device.trt, device.cuda, plain, cache, None, print).close()
+    # Same model.onnx and calibration data, another engine: the kept layers are part of its key.
+    assert device.builds() == 2
+    built = {path.name: read_engine(path.read_bytes()) for path in engines(tmp_path / "engines")}
+    assert sorted(engine["precision_constraints"].get("node_of_conv2", "") for engine in built.values()) == [
+        "",
+        "HALF",
+    ]

@@ -37,6 +37,8 @@ class BuildOptions(NamedTuple):
     calibration_batch: int = 8
     # A box task (detect, pose, segment) keeps its head's decode out of INT8 (keep_head_precise).
     task: str = "classify"
+    # Layers --mixed-precision auto kept out of INT8, by ONNX node name (keep_layers_half).
+    half_layers: tuple[str, ...] = ()
 
 
 def parse_onnx(trt: Any, builder: Any, logger: Any, onnx_path: str) -> tuple[Any, Any]:
@@ -174,6 +176,8 @@ def _attach_calibrator(
     config.int8_calibrator = calibrator
     if options.task in BOX_TASKS:
         keep_head_precise(trt, network, config, log)
+    if options.half_layers:
+        keep_layers_half(trt, network, config, options.half_layers, log)
     if dynamic and caps.calibration_profile:
         profile = builder.create_optimization_profile()
         for each in inputs:
@@ -231,6 +235,38 @@ def keep_head_precise(trt: Any, network: Any, config: Any, log: Log) -> None:
             layer.set_output_type(index, trt.DataType.FLOAT)
     config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
     log(f"keeping the detection head's {len(tail)} decode layers at FP32, out of INT8")
+
+
+def keep_layers_half(trt: Any, network: Any, config: Any, names: tuple[str, ...], log: Log) -> None:
+    """The layers the host's sensitivity pass chose (edgekit/sensitivity.py) at FP16 while the
+    rest calibrates to INT8, and the tensors they read made in FP16 too, as the host's Q/DQ
+    model feeds them unrounded: a layer at FP16 reading an INT8 tensor has lost the precision
+    already. The parser names each layer after its ONNX node, as the host named them."""
+    floating = (trt.DataType.FLOAT, trt.DataType.HALF)
+    layers = [network.get_layer(index) for index in range(network.num_layers)]
+    kept = [layer for layer in layers if layer.name in names]
+    producers = {}
+    for layer in layers:
+        for index in range(layer.num_outputs):
+            producers[layer.get_output(index).name] = (layer, index)
+    for layer in kept:
+        if all(layer.get_output(index).dtype in floating for index in range(layer.num_outputs)):
+            layer.precision = trt.DataType.HALF
+            for index in range(layer.num_outputs):
+                layer.set_output_type(index, trt.DataType.HALF)
+        for index in range(layer.num_inputs):
+            tensor = layer.get_input(index)
+            feeder = None if tensor is None else producers.get(tensor.name)
+            if feeder is not None and feeder[0].name not in names and tensor.dtype in floating:
+                feeder[0].set_output_type(feeder[1], trt.DataType.HALF)
+    # Mixed with INT8, FP16 kernels need the FP16 flag as well as the constraints.
+    config.set_flag(trt.BuilderFlag.FP16)
+    config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+    missing = sorted(set(names) - {layer.name for layer in kept})
+    log(
+        f"keeping {len(kept)} layers at FP16, out of INT8, as --mixed-precision auto chose"
+        + (f"; not in this network, so left to INT8: {', '.join(missing)}" if missing else "")
+    )
 
 
 def _outputs(network: Any) -> list[Any]:

@@ -18,7 +18,8 @@ from ...files import read_or_none, write_atomically
 
 # 2: calibration reads every image (before, TensorRT read one image of each batch of 8).
 # 3: a calibrated detector keeps its head decode at FP32 (builder.keep_head_precise).
-ENGINE_CACHE_VERSION = 3
+# 4: a calibrated model keeps the layers --mixed-precision auto chose at FP16 (builder.keep_layers_half).
+ENGINE_CACHE_VERSION = 4
 
 
 def engine_key(

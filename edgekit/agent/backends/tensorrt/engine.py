@@ -64,6 +64,7 @@ def build_options(
             os.path.join(engines_dir, "calibration", f"{calibration_id}.cache") if calibration_id else None
         ),
         task=release.task,
+        half_layers=release.half_layers,
     )
 
 
@@ -85,6 +86,7 @@ def open_engine(trt: Any, cuda: Any, release: Release, engines_dir: str, l4t: st
         "workspace_mib": options.workspace_mib,
         "dla_core": options.dla_core,
         "batch": list(options.batch),
+        "half_layers": list(options.half_layers) if calibrated(release) else [],
     }
     key = engine_key(
         onnx_sha256, calibration_sha256, options.precision, version, compute_capability, l4t, builder_options
