@@ -160,8 +160,8 @@ def _planned(
 
     endpoint = _endpoint(device)
     reporter.step("checking the model")
-    inspect_model(request.model, request.model_overrides)
+    model = inspect_model(request.model, request.model_overrides)
     reporter.step(f"connecting to {endpoint.target}")
     with endpoint.connect() as conn:
         reporter.step("reading the device")
-        yield conn, stages.plan_provision(conn, request, reporter)
+        yield conn, stages.plan_provision(conn, request, reporter, model)

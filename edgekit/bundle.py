@@ -44,6 +44,9 @@ class BundleRequest:
     mixed_precision: str = "off"
     # What the host's estimate of the gate is held to; None takes the task's default.
     gate_threshold: float | None = None
+    # ``model`` as edgekit.model.inspect_model already read it with ``overrides`` (inspecting
+    # runs the model once); None inspects it here.
+    inspected: ModelInfo | None = None
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ def build_bundle(request: BundleRequest, log: Callable[[str], None] = lambda tex
         raise ModelError(f"Precision {request.precision!r} is not served here; choose one of {', '.join(PRECISIONS)}.")
     if request.mixed_precision not in MODES:
         raise ModelError(f"Mixed precision {request.mixed_precision!r} is not one of {', '.join(MODES)}; choose one.")
-    model = inspect_model(request.model, request.overrides)
+    model = request.inspected or inspect_model(request.model, request.overrides)
     log(f"model {model.path.name}: {model.inputs[0].name}{list(model.inputs[0].shape)}, opset {model.opset}")
     for note in model.notes:
         log(note)

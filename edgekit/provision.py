@@ -22,6 +22,7 @@ from edgekit.device.layout import CURRENT_LINK, METRICS, RESULTS_FILE, SAMPLES, 
 from edgekit.errors import DeviceUnreachable, GateFailed
 from edgekit.exporters import ModelOverrides
 from edgekit.gate import default_threshold, refusal
+from edgekit.model import ModelInfo
 from edgekit.preflight import Check, DiskNeed, PreflightInput, require, run_checks
 from edgekit.profiles import load_profiles
 from edgekit.resolve import DeviceIdentity, Resolution, resolve_profile
@@ -96,6 +97,7 @@ class Plan:
             "settings": self.settings.to_dict(),
             "checks": [check.to_dict() for check in self.checks],
             "model_notes": list(self.bundle.model.notes),
+            "mixed_precision": None if self.bundle.mixed_precision is None else self.bundle.mixed_precision.to_dict(),
             "facts": self.facts.to_dict(),
         }
 
@@ -124,8 +126,11 @@ class ProvisionResult:
         return {**asdict(self), "first_result": self.first_result.to_dict(), "mixed_precision": mixed}
 
 
-def plan_provision(conn: Connection, request: ProvisionRequest, reporter: Reporter) -> Plan:
-    """Facts, profile, settings, the host-side bundle and every preflight check; changes nothing."""
+def plan_provision(
+    conn: Connection, request: ProvisionRequest, reporter: Reporter, model: ModelInfo | None = None
+) -> Plan:
+    """Facts, profile, settings, the host-side bundle and every preflight check; changes nothing.
+    ``model`` is the request's model as already inspected, so it is not inspected twice."""
     reporter.step("reading device facts")
     facts = read_facts(conn)
     device = DeviceIdentity.from_facts(facts)
@@ -141,6 +146,7 @@ def plan_provision(conn: Connection, request: ProvisionRequest, reporter: Report
             overrides=request.model_overrides,
             mixed_precision=request.mixed_precision,
             gate_threshold=request.gate_threshold,
+            inspected=model,
         ),
         log=reporter.step,
     )

@@ -89,6 +89,19 @@ def test_bundle_is_reproducible(cache: Path, tmp_path: Path, monkeypatch: pytest
     assert digests(fresh) == digests(first)
 
 
+def test_a_model_already_inspected_is_not_inspected_again(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """api.plan and api.provision inspect the model before connecting (a broken one costs no
+    session); inspecting runs the model once, so the bundle takes that reading instead."""
+    inspected = inspect_model(SAMPLES / "model.onnx")
+
+    def again(*args: object) -> None:
+        raise AssertionError("inspected twice")
+
+    monkeypatch.setattr(edgekit.bundle, "inspect_model", again)
+    bundle = build_bundle(BundleRequest(SAMPLES / "model.onnx", SAMPLES / "calib", None, inspected=inspected))
+    assert bundle.model is inspected
+
+
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_float_bundle_ships_the_fp32_model(cache: Path, precision: str) -> None:
     # FP16 is TensorRT's job on the device; the host ships the FP32 model for it.
