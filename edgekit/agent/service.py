@@ -160,8 +160,9 @@ def _start(config_path: str, engines_dir: str, stack: contextlib.ExitStack) -> S
     # The pid lets `edgekit status` tell this service's metrics from another process's.
     metrics.set_info(release=release.release, task=release.task, backend=release.backend, pid=str(os.getpid()))
     if site.metrics is not None:
-        server = MetricsServer(metrics, site.metrics.port)
         try:
+            # The port is bound here, when the server is made: a clash surfaces here, not at start().
+            server = MetricsServer(metrics, site.metrics.port)
             server.start()
         except AgentError as exc:
             # Metrics are for people; a port clash must not take the camera down with it.

@@ -271,6 +271,23 @@ def test_a_detection_release_writes_boxes_in_source_pixels(make_video, make_site
         assert ResultRecord.parse(record).describe() == "1 box, best person (0.9)"
 
 
+def test_a_metrics_port_held_by_another_process_leaves_the_camera_running(make_video, make_site_config):
+    # What another twin's service, or any other program, holding the port looks like to this one.
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    try:
+        port = holder.getsockname()[1]
+        config = make_site_config(make_video(frames=4), loop=False, realtime=False, metrics={"port": port})
+        proc = start_serve(config)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        holder.close()
+    assert proc.returncode == 0, stdout + stderr
+    assert [json.loads(line)["frame"] for line in stdout.splitlines()] == [0, 1, 2, 3]
+    assert f"metrics not served: Port {port} on 127.0.0.1 is already in use" in stderr
+
+
 class Collector(http.server.BaseHTTPRequestHandler):
     bodies: list[str] = []
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 from test_camera_twin import status, unit
+from test_models_twin import MODELS
+from test_models_twin import provision as provision_model
 from test_provision_twin import SAMPLES, edgekit, on_twin, provision_args
 from trt_twin import CUDART, FULL_VERSION
 
@@ -180,3 +182,24 @@ def test_stdout_carries_only_result_records(trt_twin: TwinInfo, provisioned: dic
     bad = not_results(on_twin(trt_twin, "cat", leaked).splitlines())
     assert bad and bad[0].startswith("[TRT] [W] CUDA lazy loading is not enabled"), bad
 
+
+def test_a_calibrated_detector_keeps_its_head_at_fp32_on_tensorrt(trt_twin: TwinInfo, tmp_path) -> None:
+    """The Ultralytics export through TensorRT's calibrator path: the head's decode layers
+    are held at FP32 in the build unit, and the gate holds the detector to matched boxes."""
+    provisioned = provision_model(trt_twin, tmp_path, MODELS / "ultralytics-yolov8-tiny-detect.onnx")
+    result = provisioned["result"]
+    assert (result["backend"], result["precision"], result["gate"]["measure"]) == (
+        "tensorrt",
+        "int8",
+        "matched-box F1",
+    )
+    # The stand-in runs FP32 numerics, so F1 shows only that the gate ran on boxes, not INT8's figure.
+    assert result["gate"]["reference_boxes"] > 0 and result["gate"]["box_f1"] is not None
+    build = on_twin(trt_twin, "journalctl", "-u", f"edgekit-build-{result['release']}.service", "-o", "cat")
+    assert re.search(r"^keeping the detection head's \d+ decode layers at FP32, out of INT8$", build, re.MULTILINE)
+    engines = _state_dir(trt_twin.name) / "root" / ENGINES.lstrip("/")
+    built = [json.loads(path.read_bytes().partition(b"\n")[2]) for path in engines.glob("*.engine")]
+    [detector] = [engine for engine in built if engine["precision_constraints"]]
+    assert "OBEY_PRECISION_CONSTRAINTS" in detector["flags"] and "INT8" in detector["flags"]
+    assert detector["precision_constraints"]["/model.22/Concat_26"] == "FLOAT"
+    assert newest_record(trt_twin)["detections"] is not None
