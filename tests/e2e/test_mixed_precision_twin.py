@@ -28,6 +28,11 @@ def test_refused_int8_passes_with_mixed_precision_auto(twin: TwinInfo, tmp_path:
     assert refused.returncode == 6, refused.stderr
     assert "--mixed-precision auto" in " ".join(refused.stderr.split())
 
+    checked = edgekit(*args, "--mixed-precision", "auto", "--check", home=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    # --check shows the choice before anything is sent.
+    assert json.loads(checked.stdout)["mixed_precision"]["layers"] == ["node_of_c3"]
+
     done = edgekit(*args, "--mixed-precision", "auto", home=tmp_path)
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout)
