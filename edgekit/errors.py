@@ -23,7 +23,8 @@
     │       ├── AgentConfigError       config: release.json or camera.json is not usable
     │       ├── AgentSourceError       source: the camera or video cannot be opened
     │       ├── AgentSamplesError      samples: the gate samples are missing or broken
-    │       └── AgentMetricsError      metrics: the service's metrics port cannot be served
+    │       ├── AgentMetricsError      metrics: the service's metrics port cannot be served
+    │       └── AgentLifecycleError    lifecycle: a release cannot be switched, committed or rolled back
     ├── GateFailed                     exit 6  the quantized model disagrees with FP32
     ├── ActivationFailed               exit 7  the service did not become healthy
     └── TwinError                      exit 8  the local Jetson twin cannot run here
@@ -125,6 +126,10 @@ class AgentSamplesError(AgentFailed):
 
 class AgentMetricsError(AgentFailed):
     kind = "metrics"
+
+
+class AgentLifecycleError(AgentFailed):
+    kind = "lifecycle"
 
 
 def agent_failure(kind: str, message: str) -> AgentFailed:

@@ -8,18 +8,20 @@ upload, and the service is switched to the new release only after the accuracy g
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgekit.bundle import Bundle, BundleRequest, build_bundle
-from edgekit.device import build, install, service
+from edgekit.device import build, install, service, trial
 from edgekit.device.answers import GateReport, ResultRecord
 from edgekit.device.blobs import Blob, prepare_store, upload_blobs
 from edgekit.device.facts import DeviceFacts, read_facts
 from edgekit.device.layout import CURRENT_LINK, METRICS, RESULTS_FILE, SAMPLES, UNIT_NAME
-from edgekit.errors import DeviceUnreachable, GateFailed
+from edgekit.device.trial import Lifecycle, Trial, TrialPolicy
+from edgekit.errors import ActivationFailed, DeviceUnreachable, GateFailed
 from edgekit.exporters import ModelOverrides
 from edgekit.gate import default_threshold, refusal
 from edgekit.model import ModelInfo
@@ -57,6 +59,8 @@ class ProvisionRequest:
     outputs: dict[str, Any] = field(default_factory=dict)
     # ``--mixed-precision``: "auto" keeps the layers INT8 hurts most at a higher precision.
     mixed_precision: str = "off"
+    # What the release must show on trial before it is committed (--trial-results, --trial-deadline).
+    trial: TrialPolicy = TrialPolicy()
 
 
 @dataclass
@@ -317,26 +321,60 @@ def build_and_gate(
     return gate
 
 
-def activate(conn: Connection, release: ReleasePlan, reporter: Reporter, restart: bool = False) -> bool:
-    """The system files, then ``current`` switched and the service restarted (also when
-    ``restart``, for a new runtime); if the restart fails, ``current`` goes back to the
-    release that served before. True if the service was (re)started."""
+def activate(
+    conn: Connection,
+    release: ReleasePlan,
+    reporter: Reporter,
+    restart: bool = False,
+    policy: TrialPolicy | None = None,
+) -> bool:
+    """The system files, then the release switched in on trial and the service restarted (also
+    when ``restart``, for a new runtime). It is committed once it proves healthy (READY, then
+    ``policy.results`` results before its deadline); otherwise the device goes back to the
+    last committed release and ActivationFailed says why. True if the service was (re)started."""
+    rid = release.release
+    policy = policy or TrialPolicy()
     reporter.step("installing the service")
     changed = install.install_system(conn, release.unit, release.camera_json, release.gpu_dropin)
-    previous = install.current_release(conn)
-    if not (restart or changed or previous != release.release or not service.is_active(conn)):
+    state = trial.lifecycle(conn, rid, "status")
+    settled = state.current_state in (None, "committed")
+    if not (restart or changed or state.current != rid or not settled or not service.is_active(conn)):
         return False
-    install.switch_release(conn, release.release)
-    reporter.step("starting the service")
+    if state.trial is None or state.trial.release != rid:
+        # A release already on trial (a re-run after a dropped link) keeps its trial and deadline.
+        state = trial.begin(conn, rid, policy)
+    reporter.step(
+        f"starting the service on trial: READY, then {policy.results} results within {policy.deadline_s:.0f} s"
+    )
     try:
         service.restart(conn)
-    except BaseException:
-        if previous is not None and previous != release.release:
-            reporter.step(f"rolling back to {previous}")
-            install.switch_release(conn, previous)
-            service.restart(conn)
-        raise
+    except ActivationFailed as exc:
+        state = trial.rollback(conn, rid, f"it sent no READY ({service.journal_tail(conn, 3)})")
+        raise ActivationFailed(_rolled_back(conn, rid, state)) from exc
+    state = trial.verdict(conn, rid, on_progress=lambda now: reporter.step(_progress(now)))
+    if state.current != rid or state.current_state != "committed":
+        raise ActivationFailed(_rolled_back(conn, rid, state))
     return True
+
+
+def _progress(now: Trial) -> str:
+    return f"on trial: {now.produced} of {now.results} results, {max(0.0, now.deadline - time.time()):.0f} s left"
+
+
+def _rolled_back(conn: Connection, rid: str, state: Lifecycle) -> str:
+    """The sentence for a release that failed its trial, once the device has gone back."""
+    rolled = state.last_rollback
+    if rolled is None or rolled.release != rid or state.current == rid:
+        reason = "its trial failed" if rolled is None or rolled.release != rid else rolled.reason
+        return (
+            f"Release {rid} failed its trial on {conn.target} ({reason}) and there is no committed release to go "
+            f"back to, so it stays current; see `edgekit logs {conn.target}`, fix it and provision again."
+        )
+    serving = "is serving again" if service.wait_ready(conn) else "was started again but is not ready yet"
+    return (
+        f"Release {rid} was rolled back on {conn.target} because {rolled.reason}; release {rolled.to} {serving} "
+        f"(see `edgekit logs {conn.target}`)."
+    )
 
 
 def provision(conn: Connection, plan: Plan, request: ProvisionRequest, reporter: Reporter) -> ProvisionResult:
@@ -351,8 +389,10 @@ def provision(conn: Connection, plan: Plan, request: ProvisionRequest, reporter:
         threshold = default_threshold(plan.bundle.model.task)
     gate = build_and_gate(conn, plan, release, installed, threshold, reporter)
     # A new runtime or a new release restarts the service even if its system files are the same.
-    restarted = activate(conn, release, reporter, restart=installed.runtime_changed or installed.release_new)
-    reporter.step("waiting for the first results")
+    restarted = activate(
+        conn, release, reporter, restart=installed.runtime_changed or installed.release_new, policy=request.trial
+    )
+    reporter.step("reading the newest result")
     first = service.first_result(conn)
     return ProvisionResult(
         target=plan.target,

@@ -13,7 +13,6 @@ from edgekit.device.layout import (
     BLOBS_DIR,
     CONFIG_FILE,
     CURRENT_LINK,
-    PREVIOUS_LINK,
     SERVICE_USER,
     UNIT_FILE,
     VENV_LINK,
@@ -87,15 +86,11 @@ def test_a_release_id_names_its_files_and_their_contents() -> None:
     assert install.release_id({"a": ORT}) != install.release_id({"a": NUMPY})
 
 
-def test_remove_and_switch_release(fake_connection: FakeConnection) -> None:
+def test_remove_release(fake_connection: FakeConnection) -> None:
     fake_connection.on(["rm"])
-    fake_connection.on(SCRIPT)
     install.remove_release(fake_connection, "r1")
-    install.switch_release(fake_connection, "r2")
-    remove, switch = fake_connection.runs
+    [remove] = fake_connection.runs
     assert remove.argv == ("rm", "-rf", "--", release_dir("r1")) and remove.sudo
-    assert switch.argv[3:] == ("sh", release_dir("r2"), CURRENT_LINK, PREVIOUS_LINK) and switch.sudo
-    assert "mv -T" in switch.argv[2]
 
 
 @pytest.mark.parametrize(

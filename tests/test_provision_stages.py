@@ -3,8 +3,12 @@ restarts the service and how it switches back, and what plan_release decides alo
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
 import re
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -13,15 +17,18 @@ import jetson_facts
 import pytest
 
 import edgekit.provision as stages
+from edgekit.agent import lifecycle
+from edgekit.agent.__main__ import main as agent_main
 from edgekit.agent.config import DetectConfig
 from edgekit.device.answers import GateReport
 from edgekit.device.blobs import Blob
 from edgekit.device.facts import DeviceFacts
 from edgekit.device.layout import CURRENT_LINK, RELEASES_DIR, UNIT_NAME
+from edgekit.device.trial import TrialPolicy
 from edgekit.device.wire import parse
 from edgekit.errors import ActivationFailed, DeviceError, DeviceUnreachable, GateFailed
 from edgekit.provision import Installed, ReleasePlan, Reporter, activate, build_and_gate
-from edgekit.testing import FakeConnection, Reply
+from edgekit.testing import FakeConnection, Reply, Run
 
 NEW, OLD = "r-new", "r-old"
 
@@ -151,60 +158,130 @@ def test_the_serving_release_is_never_removed(fake_connection, release, monkeypa
 # -- activate ------------------------------------------------------------------------------------
 
 SYSTEM = re.compile(r"^sh -c .* /etc/systemd/system/", re.S)
-SWITCH = re.compile(r"^sh -c .* " + re.escape(f"{RELEASES_DIR}/"), re.S)
 STATE = ["systemctl", "show", UNIT_NAME]
 
 
-def device(fake: FakeConnection, changed: bool, active: bool, serving_rid: str | None) -> None:
-    fake.on(SYSTEM, Reply("changed\n" if changed else "same\n"))
-    serving(fake, serving_rid)
-    fake.on(STATE, Reply(f"ActiveState={'active' if active else 'failed'}\nSubState=running\n"))
-    fake.on(SWITCH)
+class Device:
+    """A fake device whose ``agent.pyz lifecycle`` answers are the real agent's, run on a state
+    folder of the test's own, with its systemd answering from ``active`` and its camera service
+    writing ``writes`` results for the release it starts."""
+
+    def __init__(self, fake: FakeConnection, state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.fake, self.state = fake, state
+        self.active, self.writes, self.ready = True, 40, True
+        for rid in (OLD, NEW):
+            (state / "releases" / rid).mkdir(parents=True)
+            (state / "releases" / rid / "release.json").write_text("{}")
+        (state / "results").mkdir()
+        monkeypatch.setattr(lifecycle, "_systemctl", self.systemctl)
+        monkeypatch.setattr(lifecycle, "_systemctl_run", lambda *args: None)
+        fake.on(re.compile(r"agent\.pyz lifecycle "), self.agent)
+        fake.on(STATE, lambda run: Reply(self.systemctl("show")))
+        fake.on(["systemctl", "restart"], self.restart)
+        fake.on(["journalctl"], Reply("Traceback ...\nValueError: the model cannot be loaded\n"))
+
+    def systemctl(self, *args: str) -> str:
+        if args and args[0] == "restart":
+            self.serve()
+        return (
+            f"ActiveState={'active' if self.active else 'failed'}\nSubState=running\nExecMainCode=1\nExecMainStatus=1\n"
+        )
+
+    def agent(self, run: Run) -> Reply:
+        argv = list(run.argv[run.argv.index("lifecycle") :])
+        if "--state-dir" not in argv:
+            argv += ["--state-dir", str(self.state)]
+        argv[argv.index("--state-dir") + 1] = str(self.state)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = agent_main(argv)
+        return Reply(out.getvalue(), exit_code=code)
+
+    def restart(self, run: Run) -> Reply:
+        self.serve()
+        return Reply(exit_code=0 if self.active else 1)
+
+    def serve(self) -> None:
+        """The service started on ``current``: it writes its results, or the new release fails."""
+        rid = os.path.basename(os.readlink(self.state / "current"))
+        self.active = self.ready or rid != NEW
+        with open(self.state / "results" / "results.jsonl", "a") as out:
+            for frame in range(self.writes if rid == NEW else 40):
+                out.write(json.dumps({"ts": time.time(), "frame": frame, "release": rid}) + "\n")
+
+    def link(self, name: str) -> str:
+        return os.path.basename(os.readlink(self.state / name))
+
+    def committed(self, rid: str) -> None:
+        """``rid`` serving and committed, as an earlier provision left it."""
+        (self.state / "current").symlink_to(self.state / "releases" / rid)
+        records = self.state / "lifecycle" / "releases"
+        records.mkdir(parents=True)
+        (records / f"{rid}.json").write_text(json.dumps({"state": "committed"}))
+        (self.state / "committed").symlink_to(self.state / "releases" / rid)
 
 
-def switched_to(fake: FakeConnection) -> list[str]:
-    return [run.argv[4].rsplit("/", 1)[-1] for run in fake.runs if SWITCH.search(run.line)]
+@pytest.fixture
+def on_device(fake_connection: FakeConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Device:
+    fake_connection.on(SYSTEM, Reply("same\n"))
+    return Device(fake_connection, tmp_path / "state", monkeypatch)
 
 
 def restarts(fake: FakeConnection) -> int:
     return sum(run.argv[:2] == ("systemctl", "restart") for run in fake.runs)
 
 
-def test_nothing_changed_and_serving_leaves_the_service_alone(fake_connection, release):
-    device(fake_connection, changed=False, active=True, serving_rid=NEW)
-    assert activate(fake_connection, release, Reporter()) is False
-    assert restarts(fake_connection) == 0 and switched_to(fake_connection) == []
+QUICK = TrialPolicy(results=30, deadline_s=60.0, max_restarts=3)
+
+
+def test_a_committed_release_serving_with_nothing_changed_is_left_alone(on_device, release):
+    on_device.committed(NEW)
+    assert activate(on_device.fake, release, Reporter(), policy=QUICK) is False
+    assert restarts(on_device.fake) == 0
 
 
 @pytest.mark.parametrize(
-    ("changed", "serving_rid", "restart"),
-    [(True, NEW, False), (False, OLD, False), (False, NEW, True)],
+    ("changed", "serving_rid", "restart"), [(True, NEW, False), (False, OLD, False), (False, NEW, True)]
 )
-def test_a_change_switches_and_restarts(fake_connection, release, changed, serving_rid, restart):
-    device(fake_connection, changed=changed, active=True, serving_rid=serving_rid)
-    fake_connection.on(["systemctl", "restart"])
-    assert activate(fake_connection, release, Reporter(), restart=restart) is True
-    assert switched_to(fake_connection) == [NEW] and restarts(fake_connection) == 1
-
-
-def test_a_restart_that_fails_switches_back_to_the_release_that_served(fake_connection, release):
-    device(fake_connection, changed=True, active=True, serving_rid=OLD)
-    fake_connection.on(["systemctl", "restart"], Reply(exit_code=1), Reply())
-    fake_connection.on(["journalctl"], Reply("Failed to start edgekit-camera.service\n"))
+def test_a_change_is_tried_then_committed(on_device, release, changed, serving_rid, restart):
+    on_device.fake.on(SYSTEM, Reply("changed\n" if changed else "same\n"))
+    on_device.committed(serving_rid)
     steps: list[str] = []
-    with pytest.raises(ActivationFailed, match="did not become ready"):
-        activate(fake_connection, release, Reporter(step=steps.append))
-    assert switched_to(fake_connection) == [NEW, OLD] and restarts(fake_connection) == 2
-    assert f"rolling back to {OLD}" in steps
+    assert activate(on_device.fake, release, Reporter(step=steps.append), restart=restart, policy=QUICK) is True
+    assert (on_device.link("current"), on_device.link("committed")) == (NEW, NEW)
+    assert restarts(on_device.fake) == 1
+    assert any(step.startswith("starting the service on trial: READY, then 30 results") for step in steps)
 
 
-def test_a_first_release_that_fails_to_start_has_nothing_to_switch_back_to(fake_connection, release):
-    device(fake_connection, changed=True, active=False, serving_rid=None)
-    fake_connection.on(["systemctl", "restart"], Reply(exit_code=1))
-    fake_connection.on(["journalctl"], Reply(""))
-    with pytest.raises(ActivationFailed):
-        activate(fake_connection, release, Reporter())
-    assert switched_to(fake_connection) == [NEW] and restarts(fake_connection) == 1
+def test_a_release_that_sends_no_ready_is_rolled_back_with_the_reason(on_device, release):
+    on_device.committed(OLD)
+    on_device.ready = False
+    with pytest.raises(ActivationFailed) as refused:
+        activate(on_device.fake, release, Reporter(), policy=QUICK)
+    message = str(refused.value)
+    assert message == (
+        f"Release {NEW} was rolled back on nvidia@jetson because it sent no READY (Traceback ... / ValueError: the "
+        f"model cannot be loaded); release {OLD} is serving again (see `edgekit logs nvidia@jetson`)."
+    )
+    assert (on_device.link("current"), on_device.link("previous"), on_device.link("committed")) == (OLD, NEW, OLD)
+
+
+def test_a_release_that_writes_too_few_results_is_rolled_back_at_its_deadline(on_device, release):
+    on_device.committed(OLD)
+    on_device.writes = 3
+    with pytest.raises(
+        ActivationFailed,
+        match=f"it wrote only 3 of the 30 results it needed before its deadline; release {OLD} is serving again",
+    ):
+        activate(on_device.fake, release, Reporter(), policy=TrialPolicy(results=30, deadline_s=0.0))
+    assert on_device.link("current") == OLD
+
+
+def test_a_first_release_that_fails_has_nothing_to_go_back_to(on_device, release):
+    on_device.ready = False
+    with pytest.raises(ActivationFailed, match="there is no committed release to go back to, so it stays current"):
+        activate(on_device.fake, release, Reporter(), policy=QUICK)
+    assert on_device.link("current") == NEW
 
 
 # -- plan_release ------------------------------------------------------------------------------

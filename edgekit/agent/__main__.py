@@ -30,6 +30,20 @@ def _build(args: argparse.Namespace) -> dict[str, Any]:
     return build_and_record(args.release_dir, args.samples, args.engines_dir, args.result)
 
 
+def _lifecycle(args: argparse.Namespace) -> dict[str, Any]:
+    from . import lifecycle
+
+    if args.action == "begin":
+        return lifecycle.begin(args.state_dir, args.release, args.deadline_s, args.results, args.max_restarts)
+    if args.action == "check":
+        return lifecycle.check(args.state_dir, args.by, starting=args.starting)
+    if args.action == "commit":
+        return lifecycle.commit(args.state_dir, args.release, json.loads(args.health), args.by)
+    if args.action == "rollback":
+        return lifecycle.rollback(args.state_dir, args.reason, args.by, to=args.to)
+    return lifecycle.status(args.state_dir)
+
+
 def _version(args: argparse.Namespace) -> dict[str, Any]:
     return {"protocol": AGENT_PROTOCOL}
 
@@ -54,6 +68,30 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the camera service (under systemd)")
     serve.add_argument("--config", default="/etc/edgekit/camera.json")
     serve.add_argument("--engines-dir", default=ENGINES_DIR)
+
+    trials = commands.add_parser("lifecycle", help="release trials: begin, check, commit, rollback, status")
+    actions = trials.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, text in (
+        ("begin", "switch a release in on trial"),
+        ("check", "commit a release that proved healthy, roll back one that did not"),
+        ("commit", "commit the release on trial"),
+        ("rollback", "switch back to the last committed release, or --to one"),
+        ("status", "the links, the trial and the last rollback"),
+    ):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("--state-dir", default="/var/lib/edgekit")
+        action.add_argument("--by", default="host", choices=("host", "device"))
+        action.set_defaults(run=_lifecycle)
+        if name in ("begin", "commit"):
+            action.add_argument("--release", required=True)
+    trial_options = actions.choices["begin"]
+    trial_options.add_argument("--deadline-s", type=float, required=True)
+    trial_options.add_argument("--results", type=int, required=True)
+    trial_options.add_argument("--max-restarts", type=int, required=True)
+    actions.choices["check"].add_argument("--starting", action="store_true", help="run by the unit's ExecStartPre")
+    actions.choices["commit"].add_argument("--health", default="{}", help="the health figures, as JSON")
+    actions.choices["rollback"].add_argument("--reason", required=True)
+    actions.choices["rollback"].add_argument("--to", help="a committed release (default: the trial's fallback)")
 
     version = commands.add_parser("version", help="print the agent protocol version")
     version.set_defaults(run=_version)

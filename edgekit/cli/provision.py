@@ -34,6 +34,7 @@ from edgekit.cli.connect import (
     endpoint,
 )
 from edgekit.cli.output import console, err_console, print_json
+from edgekit.device.trial import TrialPolicy
 from edgekit.outputs import outputs
 from edgekit.preflight import require
 from edgekit.sensitivity import MODES as MIXED_PRECISION_MODES
@@ -110,6 +111,18 @@ def provision_command(
             "(FP16 on TensorRT), up to a quarter of them; off (default): INT8 throughout."
         ),
     ] = "off",
+    trial_results: Annotated[
+        int,
+        typer.Option(min=1, help="Results the new release must write on trial before it is committed."),
+    ] = TrialPolicy.results,
+    trial_deadline: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            help="Seconds the new release has to send READY and write them; the device rolls back a release that "
+            "does not, by itself if the host has gone.",
+        ),
+    ] = TrialPolicy.deadline_s,
 ) -> None:
     """Build INT8 on the host, ship it, gate it on the device and start the camera service."""
     choices = (
@@ -138,6 +151,7 @@ def provision_command(
         outputs=outputs(http_sink, mqtt_sink, metrics_port),
         model_overrides=api.ModelOverrides(task, _input_size(input_size), labels, layout, color),
         mixed_precision=mixed_precision,
+        trial=TrialPolicy(results=trial_results, deadline_s=trial_deadline),
     )
     device = endpoint(target, identity, known_hosts, accept_new_host_key, ssh_config)
     if check:

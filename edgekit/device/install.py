@@ -17,7 +17,6 @@ from edgekit.device.layout import (
     BLOBS_DIR,
     CONFIG_FILE,
     CURRENT_LINK,
-    PREVIOUS_LINK,
     RELEASES_DIR,
     SERVICE_USER,
     UNIT_FILE,
@@ -98,17 +97,6 @@ fi
 systemctl enable --quiet "$(basename "$unit")"
 """
 
-_SWITCH = r"""
-set -e
-target="$1"; current="$2"; previous="$3"
-old="$(readlink "$current" || true)"
-if [ -n "$old" ] && [ "$old" != "$target" ]; then
-  ln -sfn "$old" "$previous.tmp" && mv -T "$previous.tmp" "$previous"
-fi
-ln -sfn "$target" "$current.tmp" && mv -T "$current.tmp" "$current"
-"""
-
-
 def _changed(conn: Connection, script: str, args: Sequence[str], timeout: float = 600.0) -> bool:
     result = conn.run(["sh", "-c", script, "sh", *args], sudo=True, timeout=timeout)
     return "changed" in result.stdout.split()
@@ -159,8 +147,3 @@ def install_system(conn: Connection, unit: Blob, config: Blob, gpu_dropin: Blob 
 def current_release(conn: Connection) -> str | None:
     link = conn.run(["readlink", CURRENT_LINK], check=False).stdout.strip()
     return link.rsplit("/", 1)[-1] if link.startswith(RELEASES_DIR + "/") else None
-
-
-def switch_release(conn: Connection, rid: str) -> None:
-    """Point ``current`` at the release (``previous`` keeps the old one), by renaming symlinks."""
-    conn.run(["sh", "-c", _SWITCH, "sh", release_dir(rid), CURRENT_LINK, PREVIOUS_LINK], sudo=True)

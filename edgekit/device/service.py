@@ -45,6 +45,19 @@ def restart(conn: Connection) -> None:
         )
 
 
+def wait_ready(conn: Connection, timeout: float = START_TIMEOUT_S) -> bool:
+    """Whether the service, restarted by someone else (the device's rollback), reaches READY."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = service_state(conn)
+        if state.get("ActiveState") == "active":
+            return True
+        if state.get("ActiveState") == "failed":
+            return False
+        time.sleep(0.5)
+    return False
+
+
 def first_result(conn: Connection, timeout: float = FIRST_RESULT_TIMEOUT_S) -> ResultRecord:
     """The newest result line written by the running service process."""
     deadline = time.monotonic() + timeout

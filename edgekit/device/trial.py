@@ -1,0 +1,126 @@
+"""Release trials, from the host: switch a release in on trial, wait for the device's verdict.
+
+The device decides (edgekit/agent/lifecycle.py) with the same check whether the host asks
+or its own deadline timer does, so a host that goes away mid-trial changes nothing: the
+release is still committed or rolled back, by the device.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from edgekit.device.agent import json_answer, last_stderr_line
+from edgekit.device.layout import STATE_DIR, VENV_LINK, release_dir
+from edgekit.device.wire import parse
+from edgekit.errors import DeviceError, agent_failure
+from edgekit.ssh.seam import Connection
+
+POLL_S = 1.0
+
+
+@dataclass(frozen=True)
+class TrialPolicy:
+    """What a release must show to be committed: READY, then ``results`` results within
+    ``deadline_s`` of the switch; more than ``max_restarts`` restarts on trial is a crash loop."""
+
+    results: int = 30
+    deadline_s: float = 120.0
+    max_restarts: int = 3
+
+
+@dataclass(frozen=True)
+class Trial:
+    release: str
+    # The committed release it falls back to; None for a first release.
+    fallback: str | None
+    started: float
+    deadline: float
+    results: int
+    max_restarts: int
+    starts: int
+    # Results the release has written so far.
+    produced: int
+
+
+@dataclass(frozen=True)
+class Rollback:
+    release: str | None
+    to: str
+    at: float
+    reason: str
+    # "host" or "device": who decided.
+    by: str
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """The device's links, the release on trial and the last rollback (agent ``lifecycle``)."""
+
+    current: str | None
+    previous: str | None
+    committed: str | None
+    # The current release's state: on trial, committed, rolled back, failed trial; None before trials.
+    current_state: str | None
+    trial: Trial | None
+    last_rollback: Rollback | None
+
+
+def lifecycle(conn: Connection, agent_release: str, *args: str) -> Lifecycle:
+    """Run ``agent.pyz lifecycle ARGS`` of ``agent_release`` as root and read its answer."""
+    result = conn.run(
+        [f"{VENV_LINK}/bin/python", f"{release_dir(agent_release)}/agent.pyz", "lifecycle", *args],
+        sudo=True,
+        check=False,
+    )
+    answer = json_answer(result)
+    if answer is None:
+        raise DeviceError(
+            f"The release lifecycle on {conn.target} gave no answer ({last_stderr_line(result)}); "
+            "re-run edgekit provision."
+        )
+    if "error" in answer:
+        error = answer["error"]
+        raise agent_failure(str(error.get("kind")), f"On {conn.target}: {error.get('message', error)}")
+    return parse(Lifecycle, answer, "the device's release lifecycle answer")
+
+
+def begin(conn: Connection, rid: str, policy: TrialPolicy) -> Lifecycle:
+    return lifecycle(
+        conn,
+        rid,
+        "begin",
+        "--release",
+        rid,
+        "--deadline-s",
+        str(policy.deadline_s),
+        "--results",
+        str(policy.results),
+        "--max-restarts",
+        str(policy.max_restarts),
+    )
+
+
+def rollback(conn: Connection, rid: str, reason: str, to: str | None = None) -> Lifecycle:
+    return lifecycle(conn, rid, "rollback", "--reason", reason, *(["--to", to] if to else []))
+
+
+def commit(conn: Connection, rid: str, health: dict[str, object]) -> Lifecycle:
+    return lifecycle(conn, rid, "commit", "--release", rid, "--health", json.dumps(health))
+
+
+def verdict(
+    conn: Connection,
+    rid: str,
+    on_progress: Callable[[Trial], None] = lambda trial: None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Lifecycle:
+    """Ask the device's check until the trial of ``rid`` ends, committed or rolled back."""
+    while True:
+        state = lifecycle(conn, rid, "check", "--by", "host", "--state-dir", STATE_DIR)
+        if state.trial is None or state.trial.release != rid:
+            return state
+        on_progress(state.trial)
+        sleep(POLL_S)
