@@ -17,7 +17,8 @@ Provisioning a device from code::
 Every function connects, does its work and disconnects. Host keys are checked against
 ``known_hosts``; an unknown one is refused unless ``accept_new_host_key`` is set, and a
 changed one always is. Errors are ``edgekit.errors.EdgekitError`` subclasses, each one
-sentence that names the fix. Code that needs provisioning's stages one by one (calibrate,
+sentence that names the fix; ``logs`` yields the journal entry by entry, and its connection
+closes when the iteration ends. Code that needs provisioning's stages one by one (calibrate,
 releases, fleets) uses ``edgekit.provision``: ``plan_provision``, ``plan_release``,
 ``upload``, ``install_runtime``, ``build_and_gate``, ``activate``.
 """
@@ -25,12 +26,15 @@ releases, fleets) uses ``edgekit.provision``: ``plan_provision``, ``plan_release
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgekit import provision as stages
+from edgekit.device.logs import LogEntry, LogsRequest, read_journal
+from edgekit.device.trial import TrialPolicy
 from edgekit.exporters import ModelOverrides
 from edgekit.profiles import ProfileError
 from edgekit.provision import Plan, ProvisionRequest, ProvisionResult, Reporter
@@ -44,13 +48,17 @@ if TYPE_CHECKING:
 __all__ = [
     "Endpoint",
     "FactsReport",
+    "LogEntry",
+    "LogsRequest",
     "ModelOverrides",
     "Plan",
     "ProvisionRequest",
     "ProvisionResult",
     "Reporter",
     "SourceSpec",
+    "TrialPolicy",
     "facts",
+    "logs",
     "plan",
     "provision",
     "status",
@@ -148,6 +156,25 @@ def status(device: Endpoint | str) -> DeviceStatus:
 
     with _endpoint(device).connect() as conn:
         return device_status(conn)
+
+
+def logs(
+    device: Endpoint | str,
+    request: LogsRequest,
+    *,
+    on_drop: Callable[[str], None] = lambda text: None,
+    stop: threading.Event | None = None,
+) -> Iterator[LogEntry]:
+    """The camera service's journal (or, with ``request.build``, that release's build unit's),
+    newest ``request.lines`` entries first; with ``request.follow``, then each new entry as it
+    comes until ``stop`` is set or the caller stops iterating. The connection opens at the
+    first entry asked for and closes when the iteration ends; ``on_drop`` hears of a dropped
+    link that following reconnects."""
+    with _endpoint(device).connect() as conn:
+        if stop is None:
+            yield from read_journal(conn, request, on_drop=on_drop)
+        else:
+            yield from read_journal(conn, request, on_drop=on_drop, stopped=stop.is_set, sleep=stop.wait)
 
 
 @contextlib.contextmanager
