@@ -1,5 +1,8 @@
 """End to end: a model whose INT8 the gate refuses provisions with ``--mixed-precision auto``.
 
+On the session twin, after test_provision_twin (whose first tests need it untouched): the
+file's name keeps it after that one.
+
 The model (outlier_models.conv_net) fails INT8 through one convolution that reads an
 outlier channel; the refusal names the flag, and with it the host keeps that convolution
 out of INT8 and the twin's own gate passes.
