@@ -37,7 +37,7 @@ from edgekit.device.logs import LogEntry, LogsRequest, read_journal
 from edgekit.device.trial import TrialPolicy
 from edgekit.exporters import ModelOverrides
 from edgekit.profiles import ProfileError
-from edgekit.provision import Plan, ProvisionRequest, ProvisionResult, Reporter
+from edgekit.provision import Plan, ProvisionRequest, ProvisionResult, Reporter, RollbackResult
 from edgekit.source import SourceSpec
 from edgekit.ssh.seam import DEFAULT_KNOWN_HOSTS, Connection
 
@@ -55,12 +55,14 @@ __all__ = [
     "ProvisionRequest",
     "ProvisionResult",
     "Reporter",
+    "RollbackResult",
     "SourceSpec",
     "TrialPolicy",
     "facts",
     "logs",
     "plan",
     "provision",
+    "rollback",
     "status",
 ]
 
@@ -148,6 +150,18 @@ def provision(device: Endpoint | str, request: ProvisionRequest, reporter: Repor
     with _planned(device, request, reporter) as (conn, planned):
         reporter.planned(planned)
         return stages.provision(conn, planned, request, reporter)
+
+
+def rollback(
+    device: Endpoint | str,
+    to: str | None = None,
+    policy: TrialPolicy | None = None,
+    reporter: Reporter | None = None,
+) -> RollbackResult:
+    """Back to the previous release, or to the committed release ``to``, through the same
+    trial a new release passes (edgekit.provision.roll_back)."""
+    with _endpoint(device).connect() as conn:
+        return stages.roll_back(conn, to, policy or TrialPolicy(), reporter or Reporter())
 
 
 def status(device: Endpoint | str) -> DeviceStatus:

@@ -21,7 +21,7 @@ from edgekit.device.blobs import Blob, prepare_store, upload_blobs
 from edgekit.device.facts import DeviceFacts, read_facts
 from edgekit.device.layout import CURRENT_LINK, METRICS, RESULTS_FILE, SAMPLES, UNIT_NAME
 from edgekit.device.trial import Lifecycle, Trial, TrialPolicy
-from edgekit.errors import ActivationFailed, DeviceUnreachable, GateFailed
+from edgekit.errors import ActivationFailed, DeviceUnreachable, GateFailed, UsageError
 from edgekit.exporters import ModelOverrides
 from edgekit.gate import default_threshold, refusal
 from edgekit.model import ModelInfo
@@ -340,12 +340,17 @@ def activate(
     settled = state.current_state in (None, "committed")
     if not (restart or changed or state.current != rid or not settled or not service.is_active(conn)):
         return False
+    try_release(conn, rid, policy, reporter, state)
+    return True
+
+
+def try_release(conn: Connection, rid: str, policy: TrialPolicy, reporter: Reporter, state: Lifecycle) -> Lifecycle:
+    """``rid`` switched in on trial (one already on trial keeps its trial and deadline: a re-run
+    after a dropped link), the service restarted, and the device's verdict: committed, or
+    rolled back and ActivationFailed with why."""
     if state.trial is None or state.trial.release != rid:
-        # A release already on trial (a re-run after a dropped link) keeps its trial and deadline.
         state = trial.begin(conn, rid, policy)
-    reporter.step(
-        f"starting the service on trial: READY, then {policy.results} results within {policy.deadline_s:.0f} s"
-    )
+    reporter.step(f"starting the service on trial: READY, then {policy.results} results in {policy.deadline_s:.0f} s")
     try:
         service.restart(conn)
     except ActivationFailed as exc:
@@ -354,7 +359,41 @@ def activate(
     state = trial.verdict(conn, rid, on_progress=lambda now: reporter.step(_progress(now)))
     if state.current != rid or state.current_state != "committed":
         raise ActivationFailed(_rolled_back(conn, rid, state))
-    return True
+    return state
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    target: str
+    # The release that served before.
+    left: str
+    lifecycle: Lifecycle
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "release": self.lifecycle.current, "left": self.left, **asdict(self.lifecycle)}
+
+
+def roll_back(conn: Connection, to: str | None, policy: TrialPolicy, reporter: Reporter) -> RollbackResult:
+    """Back to ``previous``, or to the committed release ``to``, through the same trial as a new one."""
+    current = install.current_release(conn)
+    if current is None:
+        raise UsageError(f"{conn.target} serves no release yet, so there is nothing to roll back; provision it first.")
+    state = trial.lifecycle(conn, current, "status")
+    target = to or state.previous
+    listing = f"`edgekit releases {conn.target}` lists them"
+    if target is None:
+        raise UsageError(
+            f"{conn.target} has no previous release to go back to; name a committed one with --to ({listing})."
+        )
+    if target == current:
+        raise UsageError(f"Release {target} is already current on {conn.target}; name another with --to ({listing}).")
+    if target not in state.committed_releases:
+        raise UsageError(
+            f"Release {target} on {conn.target} never proved healthy on trial (or is not there), so it is no "
+            f"rollback target; name a committed release with --to ({listing})."
+        )
+    reporter.step(f"rolling back from {current} to {target}")
+    return RollbackResult(target, current, try_release(conn, target, policy, reporter, state))
 
 
 def _progress(now: Trial) -> str:

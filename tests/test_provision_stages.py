@@ -26,8 +26,8 @@ from edgekit.device.facts import DeviceFacts
 from edgekit.device.layout import CURRENT_LINK, RELEASES_DIR, UNIT_NAME
 from edgekit.device.trial import TrialPolicy
 from edgekit.device.wire import parse
-from edgekit.errors import ActivationFailed, DeviceError, DeviceUnreachable, GateFailed
-from edgekit.provision import Installed, ReleasePlan, Reporter, activate, build_and_gate
+from edgekit.errors import ActivationFailed, DeviceError, DeviceUnreachable, GateFailed, UsageError
+from edgekit.provision import Installed, ReleasePlan, Reporter, activate, build_and_gate, roll_back
 from edgekit.testing import FakeConnection, Reply, Run
 
 NEW, OLD = "r-new", "r-old"
@@ -179,6 +179,7 @@ class Device:
         fake.on(STATE, lambda run: Reply(self.systemctl("show")))
         fake.on(["systemctl", "restart"], self.restart)
         fake.on(["journalctl"], Reply("Traceback ...\nValueError: the model cannot be loaded\n"))
+        fake.on(["readlink", CURRENT_LINK], lambda run: Reply(f"{RELEASES_DIR}/{self.link('current')}\n"))
 
     def systemctl(self, *args: str) -> str:
         if args and args[0] == "restart":
@@ -282,6 +283,28 @@ def test_a_first_release_that_fails_has_nothing_to_go_back_to(on_device, release
     with pytest.raises(ActivationFailed, match="there is no committed release to go back to, so it stays current"):
         activate(on_device.fake, release, Reporter(), policy=QUICK)
     assert on_device.link("current") == NEW
+
+
+def test_a_rollback_goes_back_to_the_previous_release_through_a_trial(on_device, release):
+    on_device.committed(OLD)
+    activate(on_device.fake, release, Reporter(), policy=QUICK)
+    done = roll_back(on_device.fake, None, QUICK, Reporter())
+    assert (done.target, done.left, done.lifecycle.current, done.lifecycle.committed) == (OLD, NEW, OLD, OLD)
+    assert on_device.link("previous") == NEW and restarts(on_device.fake) == 2
+    # And forth again, by name.
+    assert roll_back(on_device.fake, NEW, QUICK, Reporter()).lifecycle.current == NEW
+
+
+def test_a_rollback_target_must_have_proved_healthy(on_device, release):
+    on_device.committed(OLD)
+    on_device.writes = 3
+    with pytest.raises(ActivationFailed):
+        activate(on_device.fake, release, Reporter(), policy=TrialPolicy(results=30, deadline_s=0.0))
+    # NEW was rolled back: it is `previous` now, and no target.
+    with pytest.raises(UsageError, match=f"Release {NEW} on nvidia@jetson never proved healthy on trial"):
+        roll_back(on_device.fake, None, QUICK, Reporter())
+    with pytest.raises(UsageError, match=f"Release {OLD} is already current"):
+        roll_back(on_device.fake, OLD, QUICK, Reporter())
 
 
 # -- plan_release ------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ from test_cli import assert_clean_error, edgekit, free_port
 from edgekit.agent.metrics import STAGES, Metrics, MetricsServer
 from edgekit.cli.status import _table
 from edgekit.device.status import FETCH_SCRIPT, DeviceStatus, fetch_argv, metrics_answer, not_ours
+from edgekit.device.trial import Lifecycle
+from edgekit.device.wire import parse
 from edgekit.ssh.seam import RunResult
 
 
@@ -159,3 +161,45 @@ def test_metrics_of_another_process_on_the_port_are_not_shown_as_the_services() 
         not_ours({"info": {"pid": "7"}}, 9464, 41)
     )
     assert "process unknown" in str(not_ours({"info": {}}, 9464, 41))
+
+
+def test_table_shows_the_release_on_trial_its_gate_and_the_last_rollback(capsys: pytest.CaptureFixture[str]) -> None:
+    state = parse(
+        Lifecycle,
+        {
+            "current": "r2",
+            "previous": "r1",
+            "committed": "r1",
+            "current_state": "on trial",
+            "task": "classify",
+            "gate": {
+                "samples": 360,
+                "top1_agreement": 0.997,
+                "output_cosine": 0.999,
+                "max_abs_diff": 0.1,
+                "infer_ms_mean": 1.0,
+            },
+            "trial": {
+                "release": "r2",
+                "fallback": "r1",
+                "started": 0.0,
+                "deadline": 120.0,
+                "results": 30,
+                "max_restarts": 3,
+                "starts": 1,
+                "produced": 12,
+            },
+            "last_rollback": {"release": "r0", "to": "r1", "at": 0.0, "reason": "it wrote no results", "by": "device"},
+        },
+        "a lifecycle answer",
+    )
+    _table(DeviceStatus("jetson@h:22", "active", "running", 1234, 0, "", None, None, "no metrics", lifecycle=state))
+    shown = " ".join(capsys.readouterr().out.split())
+    for words in (
+        "r2 on trial: 12 of 30 results by",
+        "top-1 agreement 0.997 on 360 samples",
+        "previous │ r1",
+        "r0 -> r1 by the device, because it",
+        "wrote no results",
+    ):
+        assert words in shown, shown

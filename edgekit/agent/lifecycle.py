@@ -32,6 +32,8 @@ RESULTS_FILE = "results/results.jsonl"
 # Results are counted in the newest part of the results file; a trial needs far fewer.
 RESULTS_TAIL_BYTES = 4 << 20
 TRIAL_FILE = "trial.json"
+# The build unit's answers (edgekit/device/build.py), gate figures included.
+BUILDS_DIR = "engines/builds"
 LAST_ROLLBACK_FILE = "last-rollback.json"
 STATES = ("on trial", "committed", "rolled back", "failed trial")
 # A trial waits this long at most for a service that is still loading (an engine build in the
@@ -79,7 +81,12 @@ class Device:
     def ids(self) -> list[str]:
         if not os.path.isdir(self.releases):
             return []
-        return sorted(name for name in os.listdir(self.releases) if not name.endswith(".tmp") and self.exists(name))
+        # A folder being laid out (.tmp) or being removed by a prune (.removing) is no release.
+        return sorted(
+            name
+            for name in os.listdir(self.releases)
+            if not name.endswith((".tmp", ".removing")) and self.exists(name)
+        )
 
     def record(self, release: str) -> dict[str, Any]:
         return _read_json(os.path.join(self.records, release + ".json")) or {}
@@ -273,11 +280,19 @@ def status(state_dir: str, produced: int | None = None) -> dict[str, Any]:
             produced = count_results(os.path.join(state_dir, RESULTS_FILE), trial["release"], trial["started"])
         trial = dict(trial, produced=produced)
     current = device.link("current")
+    manifest = _read_json(os.path.join(device.releases, current, "release.json")) if current else None
+    built = _read_json(os.path.join(state_dir, BUILDS_DIR, f"{current}.json")) if current else None
     return {
         "current": current,
         "previous": device.link("previous"),
         "committed": device.link("committed"),
         "current_state": device.record(current).get("state") if current else None,
+        "task": (manifest or {}).get("task"),
+        # The figures the current release passed its gate with, from its build's answer.
+        "gate": (built or {}).get("gate"),
+        "committed_releases": [
+            release for release in device.ids() if device.record(release).get("state") == "committed"
+        ],
         "trial": trial,
         "last_rollback": device.last_rollback(),
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
@@ -77,10 +78,42 @@ def _table(status: DeviceStatus) -> None:
         info: dict[str, str] = metrics["info"]
         rows.append(("release", escape(info.get("release") or "unknown")))
         rows += [(name, escape(value)) for name, value in sorted(info.items()) if name != "release"]
+    rows += _release_rows(status)
     table = Table(title=f"{escape(status.target)}: {UNIT_NAME}", show_header=False)
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
+
+
+def _release_rows(status: DeviceStatus) -> list[tuple[str, str]]:
+    """The release serving, on trial or committed, its gate and the last rollback."""
+    state = status.lifecycle
+    if state is None:
+        return [("lifecycle", "none recorded (provision with this edgekit to start release trials)")]
+    now = state.trial
+    if now is not None and now.release == state.current:
+        standing = f"[yellow]on trial[/]: {now.produced} of {now.results} results by {_when(now.deadline)}"
+    else:
+        standing = escape(state.current_state or "served before trials")
+    rows = [("lifecycle", f"{escape(state.current or 'none')} {standing}")]
+    if state.gate is not None and state.task is not None:
+        measure, figure = state.gate.measured(state.task)
+        rows.append(("gate", f"{measure} {'-' if figure is None else f'{figure:.4g}'} on {state.gate.samples} samples"))
+    rows.append(("previous", escape(state.previous or "none")))
+    rolled = state.last_rollback
+    if rolled is not None:
+        rows.append(
+            (
+                "last rollback",
+                f"{_when(rolled.at)}: {escape(rolled.release or '?')} -> {escape(rolled.to)} by the {rolled.by}, "
+                f"because {escape(rolled.reason)}",
+            )
+        )
+    return rows
+
+
+def _when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch).astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _text(value: int | None) -> str:

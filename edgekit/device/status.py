@@ -13,8 +13,11 @@ from typing import Any
 from edgekit.agent.config import MetricsConfig
 from edgekit.agent.metrics import parse_prometheus
 from edgekit.device.agent import last_stderr_line
+from edgekit.device.install import current_release
 from edgekit.device.layout import CONFIG_FILE, UNIT_NAME
 from edgekit.device.service import service_state
+from edgekit.device.trial import Lifecycle, lifecycle
+from edgekit.errors import DeviceError
 from edgekit.ssh.seam import Connection, RunResult
 
 FETCH_TIMEOUT_S = 5.0
@@ -82,6 +85,9 @@ class DeviceStatus:
     # The shape of edgekit.agent.metrics.Metrics.snapshot(); None when metrics_missing says why.
     metrics: dict[str, Any] | None
     metrics_missing: str | None
+    # The release serving, whether it is on trial or committed, its gate figures and the last
+    # rollback; None before anything was provisioned (or from an agent older than trials).
+    lifecycle: Lifecycle | None = None
 
     @property
     def running(self) -> bool:
@@ -113,6 +119,7 @@ def device_status(conn: Connection) -> DeviceStatus:
     else:
         missing = f"{UNIT_NAME} is not running ({active}/{sub}); see `journalctl -u {UNIT_NAME}` on the device"
     return DeviceStatus(
+        lifecycle=_lifecycle(conn),
         target=str(conn.target),
         active_state=active,
         sub_state=sub,
@@ -123,6 +130,17 @@ def device_status(conn: Connection) -> DeviceStatus:
         metrics=metrics,
         metrics_missing=missing,
     )
+
+
+def _lifecycle(conn: Connection) -> Lifecycle | None:
+    current = current_release(conn)
+    if current is None:
+        return None
+    try:
+        return lifecycle(conn, current, "status")
+    except DeviceError:
+        # A release provisioned by an edgekit older than trials: its agent has no lifecycle.
+        return None
 
 
 def not_ours(metrics: dict[str, Any], port: int | None, main_pid: int) -> str | None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from edgekit.device.agent import json_answer, last_stderr_line
+from edgekit.device.answers import GateReport
 from edgekit.device.layout import STATE_DIR, VENV_LINK, release_dir
 from edgekit.device.wire import parse
 from edgekit.errors import DeviceError, agent_failure
@@ -66,6 +67,11 @@ class Lifecycle:
     current_state: str | None
     trial: Trial | None
     last_rollback: Rollback | None
+    # The current release's task and the figures its gate measured on the device.
+    task: str | None = None
+    gate: GateReport | None = None
+    # Releases that proved healthy on trial: what a rollback may go back to.
+    committed_releases: list[str] = field(default_factory=list)
 
 
 def lifecycle(conn: Connection, agent_release: str, *args: str) -> Lifecycle:

@@ -1,0 +1,63 @@
+"""``edgekit rollback HOST [--to ID]``: back to the previous or a committed release, through a trial."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+
+from edgekit.cli.connect import (
+    AcceptNewHostKeyOption,
+    IdentityOption,
+    JsonOption,
+    KnownHostsOption,
+    SshConfigOption,
+    TargetArgument,
+    endpoint,
+)
+from edgekit.cli.output import console, err_console, print_json
+from edgekit.device.trial import TrialPolicy
+from edgekit.ssh.seam import DEFAULT_KNOWN_HOSTS
+
+if TYPE_CHECKING:
+    from edgekit.provision import RollbackResult
+
+
+def rollback_command(
+    target: TargetArgument,
+    to: Annotated[
+        str | None,
+        typer.Option("--to", metavar="ID", help="A committed release to go back to (default: the previous one)."),
+    ] = None,
+    trial_results: Annotated[
+        int, typer.Option(min=1, help="Results the release must write on trial before it is committed again.")
+    ] = TrialPolicy.results,
+    trial_deadline: Annotated[
+        float, typer.Option(min=1.0, help="Seconds it has to send READY and write them.")
+    ] = TrialPolicy.deadline_s,
+    identity: IdentityOption = None,
+    known_hosts: KnownHostsOption = DEFAULT_KNOWN_HOSTS,
+    accept_new_host_key: AcceptNewHostKeyOption = False,
+    ssh_config: SshConfigOption = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Switch back to the previous release (or --to a committed one); it must prove healthy on trial again."""
+    from edgekit import api
+
+    device = endpoint(target, identity, known_hosts, accept_new_host_key, ssh_config)
+    policy = TrialPolicy(results=trial_results, deadline_s=trial_deadline)
+    with err_console.status(f"rolling back {target}") as spinner:
+        done = api.rollback(device, to, policy, api.Reporter(step=lambda text: spinner.update(escape(text))))
+    if as_json:
+        print_json(done.to_dict())
+    else:
+        _summary(done)
+
+
+def _summary(done: RollbackResult) -> None:
+    state = done.lifecycle
+    console.print(
+        f"[bold green]rolled back[/] {escape(done.left)} -> {escape(done.target)}: committed again on trial; "
+        f"previous is {escape(state.previous or 'none')}"
+    )
