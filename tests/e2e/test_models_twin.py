@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from synthetic_scenes import scene, write_scenes
+from synthetic_scenes import CLASSES, scene, write_scenes, write_single_object_scenes
 from test_provision_twin import edgekit, on_twin
 
 from edgekit.twin import TwinInfo
@@ -29,10 +29,27 @@ def scene_clip(path: Path, frames: int, seed: int) -> Path:
     return path
 
 
-def provision(twin: TwinInfo, tmp_path: Path, model: Path, *extra: str) -> dict:
+def single_object_sets(tmp_path: Path, holdout_count: int = 150, labelled: bool = True) -> tuple[Path, Path]:
+    """Calibration and held-out single-object scenes, the classifiers' own task (a ball or a crate);
+    enough held-out ones that a 99 % top-1 gate means something, labelled so FP32's accuracy shows."""
     calib, holdout = tmp_path / "calib", tmp_path / "holdout"
-    write_scenes(str(calib), 96, seed=21)
-    write_scenes(str(holdout), 32, seed=22)
+    write_single_object_scenes(str(calib), 96, seed=24)
+    classes = write_single_object_scenes(str(holdout), holdout_count, seed=25)
+    if labelled:
+        rows = [f"scene-{index:04d}.jpg,{CLASSES[cls]}" for index, cls in enumerate(classes)]
+        (holdout / "labels.csv").write_text("file,label\n" + "\n".join(rows) + "\n")
+    return calib, holdout
+
+
+def provision(twin: TwinInfo, tmp_path: Path, model: Path, *extra: str, sets: tuple[Path, Path] | None = None) -> dict:
+    """Provision ``model`` with ``extra`` flags; calibration and held-out images are ``sets``, or
+    multi-object scenes (96 and 32) when not given."""
+    if sets is None:
+        calib, holdout = tmp_path / "calib", tmp_path / "holdout"
+        write_scenes(str(calib), 96, seed=21)
+        write_scenes(str(holdout), 32, seed=22)
+    else:
+        calib, holdout = sets
     args = [
         "provision",
         twin.target,
@@ -76,3 +93,90 @@ def test_an_ultralytics_export_with_dynamic_axes_deploys_as_a_detector(models_tw
     # Boxes in the clip's own 320x240 pixels, through the letterbox.
     for x1, y1, x2, y2 in (box["box"] for box in found):
         assert 0 <= x1 <= x2 <= 320 and 0 <= y1 <= y2 <= 240
+
+
+def labels_file(tmp_path: Path) -> Path:
+    path = tmp_path / "labels.txt"
+    path.write_text("\n".join(CLASSES) + "\n")
+    return path
+
+
+def served_records(twin: TwinInfo, release: str) -> list[dict]:
+    """The newest result lines of ``release`` (the twin's results file also holds earlier models')."""
+    lines = on_twin(twin, "tail", "-n", "20", "/var/lib/edgekit/results/results.jsonl").splitlines()
+    records = [record for record in map(json.loads, lines) if record["release"] == release]
+    assert records, lines
+    return records
+
+
+def assert_classifier_gate(result: dict, samples: int) -> None:
+    gate = result["gate"]
+    assert (result["task"], gate["measure"]) == ("classify", "top-1 agreement"), gate
+    assert gate["samples"] == samples and gate["top1_agreement"] >= 0.99, gate
+    # The labelled hold-out set: FP32 itself knows a ball from a crate, so agreement is not luck.
+    assert gate["reference_accuracy"] >= 0.95 and gate["accuracy"] >= 0.95, gate
+
+
+def test_a_torchvision_classifier_export_deploys_with_its_input_size_and_labels(
+    models_twin: TwinInfo, tmp_path: Path
+) -> None:
+    """torch.onnx's export of a trained torchvision MobileNetV3: dynamic batch, height and width,
+    no metadata; the README's flags for it, --input-size and --labels, and nothing else."""
+    sets = single_object_sets(tmp_path)
+    model = MODELS / "torchvision-mobilenet_v3_small-dynamic.onnx"
+    provisioned = provision(
+        models_twin, tmp_path, model, "--input-size", "96x96", "--labels", str(labels_file(tmp_path)), sets=sets
+    )
+    result, log = provisioned["result"], provisioned["log"]
+    assert "model: task classify inferred from one output logits [1, 2]" in log, log
+    assert "pinned to ['batch', 3, 96, 96]" in log, log
+    assert_classifier_gate(result, 150)
+    manifest = json.loads(on_twin(models_twin, "cat", f"/var/lib/edgekit/releases/{result['release']}/release.json"))
+    assert manifest["labels"] == list(CLASSES)
+    for record in served_records(models_twin, result["release"]):
+        assert record["top"][0]["label"] in CLASSES
+
+
+def test_a_tf2onnx_export_with_an_nhwc_uint8_input_and_two_outputs_deploys_as_raw(
+    models_twin: TwinInfo, tmp_path: Path
+) -> None:
+    """tf2onnx's conversion of a trained Keras model as TensorFlow exports usually are: NHWC uint8
+    in (Cast and Rescaling inside the graph), class probabilities and a box out; --task raw only."""
+    sets = single_object_sets(tmp_path, labelled=False)
+    provisioned = provision(models_twin, tmp_path, MODELS / "tf2onnx-keras-nhwc-uint8.onnx", "--task", "raw", sets=sets)
+    result, log = provisioned["result"], provisioned["log"]
+    assert "model: read the command line" in log, log
+    gate = result["gate"]
+    assert (result["task"], gate["measure"]) == ("raw", "output cosine similarity"), gate
+    assert gate["samples"] == 150 and gate["output_cosine"] >= 0.99, gate
+    manifest = json.loads(on_twin(models_twin, "cat", f"/var/lib/edgekit/releases/{result['release']}/release.json"))
+    # Raw pixels in, as the model's own Cast and Rescaling expect: no normalisation on the way.
+    preprocess = manifest["preprocess"]
+    assert (preprocess["layout"], preprocess["dtype"], preprocess["scale"]) == ("NHWC", "uint8", 1.0), preprocess
+    assert (preprocess["height"], preprocess["width"]) == (96, 96), preprocess
+    for record in served_records(models_twin, result["release"]):
+        outputs = {output["name"]: output for output in record["outputs"]}
+        assert (outputs["probabilities"]["shape"], outputs["box"]["shape"]) == ([1, 2], [1, 4]), outputs
+        assert abs(sum(outputs["probabilities"]["values"]) - 1) < 1e-3
+        assert all(0 <= value <= 1 for value in outputs["box"]["values"])
+
+
+def test_a_paddle2onnx_classifier_with_dynamic_height_and_width_deploys_with_its_input_size_and_labels(
+    models_twin: TwinInfo, tmp_path: Path
+) -> None:
+    """paddle.onnx.export of a trained PaddleOCR-orientation-classifier-like CNN: input
+    [None, 3, None, None], softmax out, no metadata; --input-size and --labels, as the README says."""
+    sets = single_object_sets(tmp_path)
+    model = MODELS / "paddle-cls-dynamic.onnx"
+    provisioned = provision(
+        models_twin, tmp_path, model, "--input-size", "192x48", "--labels", str(labels_file(tmp_path)), sets=sets
+    )
+    result, log = provisioned["result"], provisioned["log"]
+    assert "model: task classify inferred from one output fetch_name_0 [1, 2]" in log, log
+    assert "pinned to ['DynamicDimension.0', 3, 48, 192]" in log, log
+    assert_classifier_gate(result, 150)
+    manifest = json.loads(on_twin(models_twin, "cat", f"/var/lib/edgekit/releases/{result['release']}/release.json"))
+    assert manifest["labels"] == list(CLASSES)
+    assert (manifest["preprocess"]["height"], manifest["preprocess"]["width"]) == (48, 192)
+    for record in served_records(models_twin, result["release"]):
+        assert record["top"][0]["label"] in CLASSES
