@@ -152,3 +152,41 @@ def test_a_known_head_says_which_of_several_outputs_it_reads(tmp_path: Path) -> 
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
     info = inspect_model(save(model, tmp_path / "two.onnx"), ModelOverrides(task="classify"))
     assert info.notes[-1] == "the classify head reads output logits; features not used (--task raw serves all)"
+
+
+POSE = YOLO.with_name("ultralytics-yolov8-tiny-pose.onnx")
+SEGMENT = YOLO.with_name("ultralytics-yolov8-tiny-seg.onnx")
+
+
+def test_ultralytics_pose_and_segment_exports_are_tasks_of_their_own() -> None:
+    pose, segment = inspect_model(POSE), inspect_model(SEGMENT)
+    assert (pose.task, pose.detect.kpt_shape, pose.detect.extra, pose.labels) == ("pose", (4, 3), 12, ("ball", "crate"))
+    assert (segment.task, segment.detect.masks, segment.labels) == ("segment", 32, ("ball", "crate"))
+    # The prototypes are read, so no note calls the second output unused.
+    assert not any("not used" in note for note in segment.notes)
+
+
+def test_a_segmentation_export_without_metadata_is_inferred_from_its_two_outputs(tmp_path: Path) -> None:
+    model = onnx.load(str(SEGMENT))
+    del model.metadata_props[:]
+    path = save(model, tmp_path / "bare-seg.onnx")
+    info = inspect_model(path, ModelOverrides(input_size=(160, 160)))
+    assert (info.task, info.detect.masks) == ("segment", 32)
+    assert any(
+        "task segment inferred from outputs output0 [1, 38, 525] and output1 [1, 32, 40, 40]: 4 box values, 2 class "
+        "scores and 32 mask coefficients" in note
+        for note in info.notes
+    )
+
+
+def test_a_pose_export_without_its_keypoint_shape_is_refused_by_name(tmp_path: Path) -> None:
+    model = onnx.load(str(POSE))
+    del model.metadata_props[:]
+    path = save(model, tmp_path / "bare-pose.onnx")
+    # Without metadata it looks like a detector of 14 classes, and says that is a guess.
+    guessed = inspect_model(path, ModelOverrides(input_size=(160, 160)))
+    assert guessed.task == "detect" and any("pass --task to say otherwise" in note for note in guessed.notes)
+    message = refused(path, ModelOverrides(task="pose", input_size=(160, 160)))
+    assert "keypoint shape is None, not [keypoints, 2 or 3]" in message and "kpt_shape = [17, 3]" in message
+    write(sidecar_path(path), 'task = "pose"\ninput_size = [160, 160]\n[detect]\nhead = "yolov8"\nkpt_shape = [4, 3]\n')
+    assert inspect_model(path).detect.kpt_shape == (4, 3)

@@ -15,6 +15,7 @@ from onnx import TensorProto, helper
 from edgekit.agent.config import DetectConfig
 from edgekit.agent.preprocess import PreprocessSpec
 from edgekit.errors import ModelError
+from edgekit.exporters import ModelOverrides
 from edgekit.model import inspect_model, sha256_file
 
 
@@ -23,9 +24,9 @@ def one_sentence(message: str) -> bool:
     return "\n" not in message and message.endswith(".") and not re.search(r"[.!?]\s+[A-Z]", message[:-1])
 
 
-def refused(path: Path) -> str:
+def refused(path: Path, overrides: ModelOverrides | None = None) -> str:
     with pytest.raises(ModelError) as info:
-        inspect_model(path)
+        inspect_model(path, overrides)
     assert type(info.value) is ModelError
     message = str(info.value)
     assert one_sentence(message), message

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime
 import pytest
 from fake_cuda import FakeCuda
@@ -191,9 +192,8 @@ def test_engines_are_not_portable_across_releases(version, bundle, tmp_path):
     assert deserialize(make_tensorrt(other, FakeCuda()), plan) is None
 
 
-@pytest.fixture(scope="module")
-def yolo_bundle(tmp_path_factory):
-    """The corpus' Ultralytics export, pinned and calibrated on synthetic scenes by the host."""
+def corpus_bundle(tmp_path_factory, name):
+    """A corpus Ultralytics export, pinned and calibrated on synthetic scenes by the host."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -201,13 +201,44 @@ def yolo_bundle(tmp_path_factory):
 
     from edgekit.bundle import BundleRequest, build_bundle
 
-    root = tmp_path_factory.mktemp("yolo")
+    root = tmp_path_factory.mktemp(name)
     write_scenes(str(root / "calib"), 48, seed=31)
     write_scenes(str(root / "holdout"), 8, seed=32)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("edgekit.bundle.CACHE_DIR", root / "cache")
-        model = Path(__file__).resolve().parents[1] / "data" / "models" / "ultralytics-yolov8-tiny-detect.onnx"
+        model = Path(__file__).resolve().parents[1] / "data" / "models" / name
         return build_bundle(BundleRequest(model, root / "calib", root / "holdout", "int8"))
+
+
+@pytest.fixture(scope="module")
+def yolo_bundle(tmp_path_factory):
+    return corpus_bundle(tmp_path_factory, "ultralytics-yolov8-tiny-detect.onnx")
+
+
+@pytest.mark.parametrize(
+    ("name", "task", "shapes"),
+    [
+        ("ultralytics-yolov8-tiny-pose.onnx", "pose", [(1, 18, 525)]),
+        ("ultralytics-yolov8-tiny-seg.onnx", "segment", [(1, 38, 525), (1, 32, 40, 40)]),
+    ],
+)
+def test_pose_and_segment_heads_keep_their_decode_at_fp32_and_serve_every_output_in_order(
+    name, task, shapes, tmp_path_factory, tmp_path
+):
+    bundle = corpus_bundle(tmp_path_factory, name)
+    trt, cuda, plan = build("10.3", options(bundle, tmp_path, task=task))
+    engine = read_engine(plan)
+    kept = engine["precision_constraints"]
+    # The keypoints' and mask coefficients' decode joins the final Concat with the boxes and scores.
+    concat = next(
+        node.name for node in onnx.load(str(bundle.files["model.onnx"])).graph.node if "output0" in node.output
+    )
+    assert "OBEY_PRECISION_CONSTRAINTS" in engine["flags"] and kept[concat] == "FLOAT"
+    # The service reads the prototypes as the second output: the engine serves them in the ONNX order.
+    backend = TensorRTBackend(trt, cuda, deserialize(trt, plan))
+    outputs = backend.infer({backend.input_names[0]: np.zeros((1, 3, 160, 160), np.float32)})
+    assert [output.shape for output in outputs] == shapes
+    backend.close()
 
 
 @pytest.mark.parametrize("version", CALIBRATORS)
