@@ -76,6 +76,7 @@ def inspect_model(path: Path, overrides: ModelOverrides | None = None) -> ModelI
     notes = [f"read {', '.join(found.sources)}"] if found.sources else []
     if pinned:
         notes.append(f"input {inputs[0].name} {list(inputs[0].shape)} pinned to {list(pinned_shape)}")
+    notes.append(_preprocess_note(preprocess))
     task, detect, classes = _task(found, outputs, path, notes)
     used = 2 if task == "segment" else 1
     if task != "raw" and len(outputs) > used:
@@ -239,6 +240,20 @@ def _image_size(tensor: TensorInfo, dims: tuple[int | str, int | str], found: De
             + "; pass another --input-size WxH."
         )
     return height, width
+
+
+def _preprocess_note(spec: PreprocessSpec) -> str:
+    """How frames become the input, as read or stated: what a wrong guess would be found by."""
+    if spec.dtype == "uint8":
+        values = "raw pixels 0-255"
+    else:
+        values = f"pixels x {spec.scale:.6g}"
+        if any(spec.mean) or any(v != 1.0 for v in spec.std):
+            values += f", mean {list(spec.mean)}, std {list(spec.std)}"
+    return (
+        f"frames become {spec.dtype} {spec.layout} {spec.width}x{spec.height} {spec.color.upper()}, "
+        f"{spec.resize}, {values}"
+    )
 
 
 def _served_shape(spec: PreprocessSpec) -> tuple[int, ...]:

@@ -122,6 +122,8 @@ def test_an_nhwc_uint8_input_with_two_outputs_is_served_raw_pixels(tmp_path: Pat
     spec = info.preprocess
     assert (spec.layout, spec.dtype, spec.scale, spec.height, spec.width) == ("NHWC", "uint8", 1.0, 48, 64)
     assert [output.shape for output in info.outputs] == [(1, 48, 64), (1, 3)]
+    # What was read off the input is said, so a wrong reading shows in the provision log.
+    assert "frames become uint8 NHWC 64x48 RGB, stretch, raw pixels 0-255" in info.notes
 
 
 TORCHVISION = YOLO.with_name("torchvision-mobilenet_v3_small-dynamic.onnx")
@@ -134,7 +136,8 @@ def test_a_torchvision_export_without_metadata_needs_only_its_input_size() -> No
     info = inspect_model(TORCHVISION, ModelOverrides(input_size=(96, 96)))
     assert (info.task, info.input_shape, info.pinned) == ("classify", (1, 3, 96, 96), True)
     assert any("task classify inferred from one output logits [1, 2]: 2 class scores" in n for n in info.notes)
-    assert "pinned to ['batch', 3, 96, 96]" in info.notes[-2]
+    assert any("pinned to ['batch', 3, 96, 96]" in note for note in info.notes)
+    assert "frames become float32 NCHW 96x96 RGB, stretch, pixels x 0.00392157" in info.notes
 
 
 def test_a_known_head_says_which_of_several_outputs_it_reads(tmp_path: Path) -> None:
