@@ -354,7 +354,7 @@ def try_release(conn: Connection, rid: str, policy: TrialPolicy, reporter: Repor
     try:
         service.restart(conn)
     except ActivationFailed as exc:
-        state = trial.rollback(conn, rid, f"it sent no READY ({service.journal_tail(conn, 3)})")
+        state = trial.rollback(conn, rid, f"it sent no READY ({service.journal_tail(conn, 3, own=True)})")
         raise ActivationFailed(_rolled_back(conn, rid, state)) from exc
     state = trial.verdict(conn, rid, on_progress=lambda now: reporter.step(_progress(now)))
     if state.current != rid or state.current_state != "committed":

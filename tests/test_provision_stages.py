@@ -264,6 +264,9 @@ def test_a_release_that_sends_no_ready_is_rolled_back_with_the_reason(on_device,
         f"Release {NEW} was rolled back on nvidia@jetson because it sent no READY (Traceback ... / ValueError: the "
         f"model cannot be loaded); release {OLD} is serving again (see `edgekit logs nvidia@jetson`)."
     )
+    # The service's own lines (its error), not systemd's about the failed start.
+    journals = [run.argv for run in on_device.fake.runs if run.argv[0] == "journalctl"]
+    assert any(argv[argv.index("--identifier") + 1] == "edgekit-camera" for argv in journals if "--identifier" in argv)
     assert (on_device.link("current"), on_device.link("previous"), on_device.link("committed")) == (OLD, NEW, OLD)
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import os
+from typing import Any, Iterator
 
 
 def write_atomically(path: str, data: bytes) -> None:
@@ -15,11 +19,26 @@ def write_atomically(path: str, data: bytes) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
-    fd = os.open(directory, os.O_RDONLY)
+    fsync_dir(directory)
+
+
+def fsync_dir(path: str) -> None:
+    """A rename or unlink in ``path`` reaches the disk only once the folder itself is fsynced."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def read_json(path: str) -> dict[str, Any] | None:
+    """The JSON object in ``path``; None if it is missing, unreadable or not an object."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def read_or_none(path: str) -> bytes | None:
@@ -29,3 +48,16 @@ def read_or_none(path: str) -> bytes | None:
     except OSError:
         return None
     return data or None
+
+
+@contextlib.contextmanager
+def locked(path: str) -> Iterator[None]:
+    """An exclusive flock on ``path`` for the block: the host, the deadline timer and the unit's
+    ExecStartPre may decide a trial at the same moment, and each must see the other's result."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

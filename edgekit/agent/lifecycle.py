@@ -25,13 +25,18 @@ import time
 from typing import Any
 
 from .errors import AgentError
-from .files import write_atomically
+from .files import fsync_dir, read_json, read_or_none, write_atomically
 
 UNIT = "edgekit-camera.service"
 RESULTS_FILE = "results/results.jsonl"
 # Results are counted in the newest part of the results file; a trial needs far fewer.
 RESULTS_TAIL_BYTES = 4 << 20
 TRIAL_FILE = "trial.json"
+# The site config (camera, source, sinks) is the device's, not the release's: each release's is
+# kept when its trial begins and put back with it by a rollback, or the release gone back to
+# would start with the failed one's (its source a media file only the failed release ships).
+SITE_CONFIG = "/etc/edgekit/camera.json"
+CONFIGS_DIR = "configs"
 # The build unit's answers (edgekit/device/build.py), gate figures included.
 BUILDS_DIR = "engines/builds"
 LAST_ROLLBACK_FILE = "last-rollback.json"
@@ -50,6 +55,7 @@ class Device:
         self.releases = os.path.join(state_dir, "releases")
         self.lifecycle = os.path.join(state_dir, "lifecycle")
         self.records = os.path.join(self.lifecycle, "releases")
+        self.configs = os.path.join(self.lifecycle, CONFIGS_DIR)
 
     def link(self, name: str) -> str | None:
         """The release id a link (current, previous, committed) points at, or None."""
@@ -67,13 +73,13 @@ class Device:
             os.unlink(temporary)
         os.symlink(os.path.join(self.releases, release), temporary)
         os.replace(temporary, link)
-        _fsync_dir(self.state_dir)
+        fsync_dir(self.state_dir)
 
     def unlink(self, name: str) -> None:
         path = os.path.join(self.state_dir, name)
         if os.path.lexists(path):
             os.unlink(path)
-            _fsync_dir(self.state_dir)
+            fsync_dir(self.state_dir)
 
     def exists(self, release: str) -> bool:
         return os.path.isfile(os.path.join(self.releases, release, "release.json"))
@@ -83,13 +89,11 @@ class Device:
             return []
         # A folder being laid out (.tmp) or being removed by a prune (.removing) is no release.
         return sorted(
-            name
-            for name in os.listdir(self.releases)
-            if not name.endswith((".tmp", ".removing")) and self.exists(name)
+            name for name in os.listdir(self.releases) if not name.endswith((".tmp", ".removing")) and self.exists(name)
         )
 
     def record(self, release: str) -> dict[str, Any]:
-        return _read_json(os.path.join(self.records, release + ".json")) or {}
+        return read_json(os.path.join(self.records, release + ".json")) or {}
 
     def write_record(self, release: str, **changes: Any) -> dict[str, Any]:
         record = dict(self.record(release), **changes)
@@ -97,7 +101,7 @@ class Device:
         return record
 
     def trial(self) -> dict[str, Any] | None:
-        return _read_json(os.path.join(self.lifecycle, TRIAL_FILE))
+        return read_json(os.path.join(self.lifecycle, TRIAL_FILE))
 
     def write_trial(self, trial: dict[str, Any]) -> None:
         _write_json(os.path.join(self.lifecycle, TRIAL_FILE), trial)
@@ -106,10 +110,10 @@ class Device:
         path = os.path.join(self.lifecycle, TRIAL_FILE)
         if os.path.exists(path):
             os.unlink(path)
-            _fsync_dir(self.lifecycle)
+            fsync_dir(self.lifecycle)
 
     def last_rollback(self) -> dict[str, Any] | None:
-        return _read_json(os.path.join(self.lifecycle, LAST_ROLLBACK_FILE))
+        return read_json(os.path.join(self.lifecycle, LAST_ROLLBACK_FILE))
 
     def committed(self) -> bool:
         return self.record(self.link("committed") or "").get("state") == "committed"
@@ -125,6 +129,7 @@ def begin(
     now = time.time() if now is None else now
     old = device.link("current")
     fallback = _fallback(device, release, old, now)
+    _keep_config(device, release)
     trial = {
         "release": release,
         "fallback": fallback,
@@ -183,7 +188,7 @@ def check(state_dir: str, by: str, starting: bool = False, now: float | None = N
         return commit(state_dir, release, {"results": produced, "seconds": round(now - trial["started"], 1)}, by)
     restarts = int(trial.get("starts", 0)) - 1
     if starting and restarts > int(trial["max_restarts"]):
-        reason = f"it crashed {restarts} times on trial ({_exit_status(service_state())})"
+        reason = f"it crashed {restarts} times on trial ({_exit_status(last_exit() or service_state())})"
         return rollback(state_dir, reason, by, restart=False)
     if now > float(trial["deadline"]):
         state = service_state()
@@ -194,7 +199,21 @@ def check(state_dir: str, by: str, starting: bool = False, now: float | None = N
             device.write_trial(trial)
             _arm_timer(device, release, float(trial["deadline_s"]))
             return status(state_dir, produced)
-        return rollback(state_dir, _why(state, produced, int(trial["results"])), by, restart=not starting)
+        if starting:
+            # Found at a start (the first after a power loss, or a restart after a crash): what
+            # systemd shows is this start, in ExecStartPre, which tells nothing of the trial.
+            reason = (
+                "its deadline passed before its service started again (after a power loss or a crash), "
+                f"with {produced} of the {trial['results']} results it needed"
+            )
+        else:
+            reason = _why(state, produced, int(trial["results"]))
+        return rollback(state_dir, reason, by, restart=not starting)
+    if starting and not _timer_armed(release):
+        # The transient timer lives in systemd's memory: a power loss during the trial took it,
+        # and without it a trial that goes on after the boot is never decided. Armed again for
+        # the time the trial has left (a restart while it waits leaves it alone).
+        _arm_timer(device, release, max(0.0, float(trial["deadline"]) - now))
     return status(state_dir, produced)
 
 
@@ -257,6 +276,7 @@ def rollback(state_dir: str, reason: str, by: str, to: str | None = None, restar
         device.write_record(failed, state="rolled back", rolled_back_at=now, reason=reason, by=by)
     if current is not None and current != target:
         device.switch("previous", current)
+    _restore_config(device, target)
     device.switch("current", target)
     _write_json(
         os.path.join(device.lifecycle, LAST_ROLLBACK_FILE),
@@ -271,6 +291,22 @@ def rollback(state_dir: str, reason: str, by: str, to: str | None = None, restar
     return status(state_dir)
 
 
+def _keep_config(device: Device, release: str) -> None:
+    """A copy of the site config ``release`` goes on trial with (provision has just installed it)."""
+    config = read_or_none(SITE_CONFIG)
+    if config is not None:
+        write_atomically(os.path.join(device.configs, release + ".json"), config)
+
+
+def _restore_config(device: Device, release: str) -> None:
+    """Put back the site config ``release`` was on trial with, if one was kept and it changed since."""
+    kept = read_or_none(os.path.join(device.configs, release + ".json"))
+    if kept is not None and kept != read_or_none(SITE_CONFIG):
+        write_atomically(SITE_CONFIG, kept)
+        # Read by the service's user; root's umask might not leave it so.
+        os.chmod(SITE_CONFIG, 0o644)
+
+
 def status(state_dir: str, produced: int | None = None) -> dict[str, Any]:
     """The links, the trial (with the results it has so far) and the last rollback."""
     device = Device(state_dir)
@@ -280,8 +316,8 @@ def status(state_dir: str, produced: int | None = None) -> dict[str, Any]:
             produced = count_results(os.path.join(state_dir, RESULTS_FILE), trial["release"], trial["started"])
         trial = dict(trial, produced=produced)
     current = device.link("current")
-    manifest = _read_json(os.path.join(device.releases, current, "release.json")) if current else None
-    built = _read_json(os.path.join(state_dir, BUILDS_DIR, f"{current}.json")) if current else None
+    manifest = read_json(os.path.join(device.releases, current, "release.json")) if current else None
+    built = read_json(os.path.join(state_dir, BUILDS_DIR, f"{current}.json")) if current else None
     return {
         "current": current,
         "previous": device.link("previous"),
@@ -322,6 +358,26 @@ def count_results(path: str, release: str, since: float) -> int:
     return count
 
 
+# systemd's "Main process exited" journal message, with EXIT_CODE and EXIT_STATUS fields (systemd 248 on).
+PROCESS_EXIT_MESSAGE = "98e322203f7a4ed290d09fe03c09fe15"
+
+
+def last_exit() -> dict[str, str]:
+    """How the unit's main process last ended, from the journal, in ``service_state``'s terms.
+
+    ExecStartPre needs it: by then systemd has reset ExecMainCode and ExecMainStatus for the
+    start under way, so ``systemctl show`` says 0 whatever the crash was. {} if none is logged."""
+    shown = _journalctl("--unit", UNIT, f"MESSAGE_ID={PROCESS_EXIT_MESSAGE}", "--lines", "1", "--output", "json")
+    try:
+        logged = json.loads(shown.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return {}
+    codes = {"exited": "1", "killed": "2", "dumped": "3"}
+    if not isinstance(logged, dict) or logged.get("EXIT_CODE") not in codes:
+        return {}
+    return {"ExecMainCode": codes[logged["EXIT_CODE"]], "ExecMainStatus": str(logged.get("EXIT_STATUS", ""))}
+
+
 def service_state() -> dict[str, str]:
     shown = _systemctl("show", UNIT, "--property=ActiveState,SubState,Result,ExecMainCode,ExecMainStatus")
     return dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
@@ -331,9 +387,18 @@ def _timer_unit(release: str) -> str:
     return f"edgekit-trial-{release}"
 
 
+def _timer_units(release: str) -> tuple[str, str]:
+    """The two names a trial's timer takes in turn: the timer's own check (a service still
+    loading at the deadline) arms the next one, and systemd refuses a transient unit named like
+    one that still runs, so that one takes the other name."""
+    unit = _timer_unit(release)
+    return unit, f"{unit}-again"
+
+
 def _arm_timer(device: Device, release: str, deadline_s: float) -> None:
     """A transient timer that runs the check at the deadline, so a trial ends without a host."""
-    unit = _timer_unit(release)
+    first, other = _timer_units(release)
+    unit = other if _own_unit() == f"{first}.service" else first
     _disarm_timer(release)
     agent = os.path.join(device.releases, release, "agent.pyz")
     _systemctl_run(
@@ -353,10 +418,36 @@ def _arm_timer(device: Device, release: str, deadline_s: float) -> None:
     )
 
 
+def _timer_armed(release: str) -> bool:
+    """The trial's timer waits, or has fired (an elapsed timer stays active)."""
+    return any(_systemctl("is-active", f"{unit}.timer").strip() == "active" for unit in _timer_units(release))
+
+
 def _disarm_timer(release: str) -> None:
-    unit = _timer_unit(release)
-    _systemctl("stop", f"{unit}.timer", f"{unit}.service")
-    _systemctl("reset-failed", f"{unit}.timer", f"{unit}.service")
+    own = _own_unit()
+    for unit in _timer_units(release):
+        units = [f"{unit}.timer", f"{unit}.service"]
+        if own == f"{unit}.service":
+            # The timer's own check: stopping its service would have systemd kill this very
+            # process before what follows (a rollback's restart onto the release it went back
+            # to, or the next timer). It ends by itself once the check returns.
+            units.pop()
+        _systemctl("stop", *units)
+        _systemctl("reset-failed", *units)
+
+
+def _own_unit() -> str:
+    """The systemd service this process runs in, from its cgroup ("" outside one)."""
+    try:
+        with open("/proc/self/cgroup", encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return ""
+    for line in lines:
+        for part in reversed(line.split(":", 2)[-1].split("/")):
+            if part.endswith(".service"):
+                return part
+    return ""
 
 
 def _python() -> str:
@@ -373,28 +464,20 @@ def _systemctl(*args: str) -> str:
     return done.stdout.decode("utf-8", "replace")
 
 
+def _journalctl(*args: str) -> str:
+    if shutil.which("journalctl") is None:
+        return ""
+    done = subprocess.run(
+        ["journalctl", "--no-pager", *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=False
+    )
+    return done.stdout.decode("utf-8", "replace")
+
+
 def _systemctl_run(*args: str) -> None:
     if shutil.which("systemd-run") is None:
         return
     subprocess.run(["systemd-run", "--quiet", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
 
 
-def _read_json(path: str) -> dict[str, Any] | None:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _write_json(path: str, data: dict[str, Any]) -> None:
     write_atomically(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -12,6 +12,8 @@ from edgekit.ssh.seam import Connection
 
 START_TIMEOUT_S = 330.0
 FIRST_RESULT_TIMEOUT_S = 60.0
+# The unit's SyslogIdentifier: the service's own journal lines, not systemd's about the unit.
+SYSLOG_IDENTIFIER = "edgekit-camera"
 
 
 def service_state(conn: Connection) -> dict[str, str]:
@@ -26,9 +28,11 @@ def is_active(conn: Connection) -> bool:
     return service_state(conn).get("ActiveState") == "active"
 
 
-def journal_tail(conn: Connection, lines: int = 5) -> str:
+def journal_tail(conn: Connection, lines: int = 5, own: bool = False) -> str:
+    """The unit's last journal lines; ``own``: the service's own (its error), not systemd's about it."""
+    only = ["--identifier", SYSLOG_IDENTIFIER] if own else []
     shown = conn.run(
-        ["journalctl", "--unit", UNIT_NAME, "--lines", str(lines), "--output", "cat", "--no-pager"],
+        ["journalctl", "--unit", UNIT_NAME, *only, "--lines", str(lines), "--output", "cat", "--no-pager"],
         sudo=True,
         check=False,
     )

@@ -21,6 +21,7 @@ class Systemd:
     def __init__(self) -> None:
         self.calls: list[tuple[str, ...]] = []
         self.state = {"ActiveState": "active", "ExecMainCode": "0", "ExecMainStatus": "0"}
+        self.exits: list[dict[str, str]] = []
 
     def systemctl(self, *args: str) -> str:
         self.calls.append(("systemctl", *args))
@@ -31,12 +32,19 @@ class Systemd:
     def run(self, *args: str) -> None:
         self.calls.append(("systemd-run", *args))
 
+    def journalctl(self, *args: str) -> str:
+        """The journal's "Main process exited" messages, newest last, as ``--output json`` prints them."""
+        return "".join(json.dumps(logged) + "\n" for logged in self.exits[-1:])
+
 
 @pytest.fixture
-def systemd(monkeypatch: pytest.MonkeyPatch) -> Systemd:
+def systemd(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Systemd:
     fake = Systemd()
+    # Never this machine's /etc/edgekit/camera.json; a test that needs one makes it.
+    monkeypatch.setattr(lifecycle, "SITE_CONFIG", str(tmp_path / "no-site-config.json"))
     monkeypatch.setattr(lifecycle, "_systemctl", fake.systemctl)
     monkeypatch.setattr(lifecycle, "_systemctl_run", fake.run)
+    monkeypatch.setattr(lifecycle, "_journalctl", fake.journalctl)
     return fake
 
 
@@ -140,9 +148,12 @@ def test_a_trial_waits_for_a_service_still_building_its_engine(state: Path, syst
 def test_a_release_that_crash_loops_is_rolled_back_at_its_next_start(state: Path, systemd: Systemd) -> None:
     serving(state, "a")
     begin(state, "b")
-    systemd.state.update(ActiveState="activating", ExecMainCode="1", ExecMainStatus="3")
+    # In ExecStartPre systemd shows the start under way (its exit status reset to 0); how the
+    # last process ended is in the journal only.
+    systemd.state.update(ActiveState="activating", ExecMainCode="0", ExecMainStatus="0")
     for _ in range(3):  # the first start and two restarts: within max_restarts
         assert lifecycle.check(str(state), "device", starting=True, now=1001.0)["current"] == "b"
+        systemd.exits.append({"EXIT_CODE": "exited", "EXIT_STATUS": "3", "UNIT": lifecycle.UNIT})
     answer = lifecycle.check(str(state), "device", starting=True, now=1002.0)
     assert answer["current"] == "a"
     assert answer["last_rollback"]["reason"] == "it crashed 3 times on trial (exit status 3)"
@@ -192,3 +203,54 @@ def test_links_are_switched_by_renaming_a_temporary_link(state: Path, systemd: S
     lifecycle.Device(str(state)).switch("current", "a")
     [(source, target)] = renamed
     assert target == str(state / "current") and ".tmp-" in source and os.readlink(target).endswith("/a")
+
+
+def test_a_crash_by_a_signal_is_named_from_the_journal(state: Path, systemd: Systemd) -> None:
+    serving(state, "a")
+    begin(state, "b")
+    systemd.exits.append({"EXIT_CODE": "dumped", "EXIT_STATUS": "11"})
+    for _ in range(3):
+        lifecycle.check(str(state), "device", starting=True, now=1001.0)
+    answer = lifecycle.check(str(state), "device", starting=True, now=1002.0)
+    assert answer["last_rollback"]["reason"] == "it crashed 3 times on trial (killed by signal 11)"
+
+
+def test_a_rollback_puts_back_the_site_config_the_release_went_on_trial_with(
+    state: Path, systemd: Systemd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """camera.json is the device's, rewritten by each provision: the release gone back to must
+    start with its own (its source may be a media file only it ships), not the failed one's."""
+    config = state / "etc" / "camera.json"
+    config.parent.mkdir()
+    monkeypatch.setattr(lifecycle, "SITE_CONFIG", str(config))
+    config.write_text('{"source": {"uri": "file:///var/lib/edgekit/current/media/a.avi"}}\n')
+    begin(state, "a")
+    results(state, "a", 5, ts=1000.5)
+    assert lifecycle.check(str(state), "host", now=1001.0)["committed"] == "a"
+    config.write_text('{"source": {"uri": "file:///var/lib/edgekit/current/media/b.avi"}}\n')
+    config.chmod(0o600)
+    begin(state, "b", now=1010.0)
+    answer = lifecycle.check(str(state), "device", now=1071.0)
+    assert (answer["current"], answer["last_rollback"]["to"]) == ("a", "a")
+    assert "media/a.avi" in config.read_text()
+    assert config.stat().st_mode & 0o777 == 0o644
+    # The rolled-back release's own config is kept too, for a later trial of it.
+    assert "media/b.avi" in (state / "lifecycle" / "configs" / "b.json").read_text()
+
+
+def test_lifecycle_commands_wait_for_each_other(state: Path, systemd: Systemd) -> None:
+    """The host's check, the deadline timer and ExecStartPre may decide at the same moment."""
+    import threading
+
+    from edgekit.agent.__main__ import main
+    from edgekit.agent.files import locked
+
+    finished = threading.Event()
+    waiting = threading.Thread(
+        target=lambda: (main(["lifecycle", "status", "--state-dir", str(state)]), finished.set())
+    )
+    with locked(str(state / "lifecycle" / ".lock")):
+        waiting.start()
+        assert not finished.wait(0.3)
+    assert finished.wait(5)
+    waiting.join()
