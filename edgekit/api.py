@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 from edgekit import provision as stages
 from edgekit.device.logs import LogEntry, LogsRequest, read_journal
+from edgekit.device.releases import KEEP, Pruned, Releases, list_releases
+from edgekit.device.releases import prune as prune_releases
 from edgekit.device.trial import TrialPolicy
 from edgekit.exporters import ModelOverrides
 from edgekit.profiles import ProfileError
@@ -62,6 +64,8 @@ __all__ = [
     "logs",
     "plan",
     "provision",
+    "prune",
+    "releases",
     "rollback",
     "status",
 ]
@@ -162,6 +166,20 @@ def rollback(
     trial a new release passes (edgekit.provision.roll_back)."""
     with _endpoint(device).connect() as conn:
         return stages.roll_back(conn, to, policy or TrialPolicy(), reporter or Reporter())
+
+
+def releases(device: Endpoint | str) -> Releases:
+    """Every release on the device, newest first: its model, gate, trial state and size."""
+    with _endpoint(device).connect() as conn:
+        return list_releases(conn)
+
+
+def prune(device: Endpoint | str, keep: int = KEEP, check: bool = False) -> Pruned:
+    """Remove all but the ``keep`` newest committed releases (never current, previous, the
+    committed one or one on trial), then the blobs, engines and caches only they used; with
+    ``check``, only say what would go."""
+    with _endpoint(device).connect() as conn:
+        return prune_releases(conn, keep, check)
 
 
 def status(device: Endpoint | str) -> DeviceStatus:

@@ -31,8 +31,21 @@ def _build(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _lifecycle(args: argparse.Namespace) -> dict[str, Any]:
+    from .files import locked
+
+    with locked(os.path.join(args.state_dir, "lifecycle", ".lock")):
+        return _lifecycle_action(args)
+
+
+def _lifecycle_action(args: argparse.Namespace) -> dict[str, Any]:
     from . import lifecycle
 
+    if args.action in ("list", "prune"):
+        from . import inventory
+
+        if args.action == "list":
+            return inventory.releases(args.state_dir)
+        return inventory.prune(args.state_dir, args.keep, check=args.check)
     if args.action == "begin":
         return lifecycle.begin(args.state_dir, args.release, args.deadline_s, args.results, args.max_restarts)
     if args.action == "check":
@@ -69,7 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", default="/etc/edgekit/camera.json")
     serve.add_argument("--engines-dir", default=ENGINES_DIR)
 
-    trials = commands.add_parser("lifecycle", help="release trials: begin, check, commit, rollback, status")
+    trials = commands.add_parser(
+        "lifecycle", help="release trials: begin, check, commit, rollback, status, list, prune"
+    )
     actions = trials.add_subparsers(dest="action", metavar="ACTION", required=True)
     for name, text in (
         ("begin", "switch a release in on trial"),
@@ -77,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
         ("commit", "commit the release on trial"),
         ("rollback", "switch back to the last committed release, or --to one"),
         ("status", "the links, the trial and the last rollback"),
+        ("list", "every release: its model, gate, state and size"),
+        ("prune", "remove old releases and the blobs, engines and caches only they used"),
     ):
         action = actions.add_parser(name, help=text)
         action.add_argument("--state-dir", default="/var/lib/edgekit")
@@ -92,6 +109,8 @@ def _parser() -> argparse.ArgumentParser:
     actions.choices["commit"].add_argument("--health", default="{}", help="the health figures, as JSON")
     actions.choices["rollback"].add_argument("--reason", required=True)
     actions.choices["rollback"].add_argument("--to", help="a committed release (default: the trial's fallback)")
+    actions.choices["prune"].add_argument("--keep", type=int, default=3, help="committed releases to keep")
+    actions.choices["prune"].add_argument("--check", action="store_true", help="only say what would be removed")
 
     version = commands.add_parser("version", help="print the agent protocol version")
     version.set_defaults(run=_version)
@@ -113,7 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     except AgentError as exc:
         _print_json(exc.to_dict())
         return 1
-    _print_json(result)
+    # The unit's ExecStartPre check answers no one: its answer would land in the service's
+    # journal at every start, among the service's own lines (lifecycle/ keeps what it did).
+    if not getattr(args, "starting", False):
+        _print_json(result)
     return 0
 
 

@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from edgekit.device.agent import json_answer, last_stderr_line
 from edgekit.device.answers import GateReport
@@ -76,6 +77,11 @@ class Lifecycle:
 
 def lifecycle(conn: Connection, agent_release: str, *args: str) -> Lifecycle:
     """Run ``agent.pyz lifecycle ARGS`` of ``agent_release`` as root and read its answer."""
+    return parse(Lifecycle, lifecycle_answer(conn, agent_release, *args), "the device's release lifecycle answer")
+
+
+def lifecycle_answer(conn: Connection, agent_release: str, *args: str) -> dict[str, Any]:
+    """The JSON answer of ``agent.pyz lifecycle ARGS`` of ``agent_release``, run as root; its error raised."""
     result = conn.run(
         [f"{VENV_LINK}/bin/python", f"{release_dir(agent_release)}/agent.pyz", "lifecycle", *args],
         sudo=True,
@@ -90,7 +96,7 @@ def lifecycle(conn: Connection, agent_release: str, *args: str) -> Lifecycle:
     if "error" in answer:
         error = answer["error"]
         raise agent_failure(str(error.get("kind")), f"On {conn.target}: {error.get('message', error)}")
-    return parse(Lifecycle, answer, "the device's release lifecycle answer")
+    return answer
 
 
 def begin(conn: Connection, rid: str, policy: TrialPolicy) -> Lifecycle:

@@ -67,3 +67,24 @@ def camera_twin() -> Iterator[TwinInfo]:
     """A twin of its own for the camera tests, whose service is killed and restarted."""
     with booted("camera", "twin") as info:
         yield info
+
+
+@pytest.fixture(scope="module")
+def trials_twin() -> Iterator[TwinInfo]:
+    """A twin of its own for the release trials, whose releases are crashed and rolled back."""
+    with booted("trials", "twin") as info:
+        yield info
+
+
+@pytest.fixture(scope="module")
+def power_twin() -> Iterator[TwinInfo]:
+    """A twin of its own for the power-loss tests, which kill it and boot it again."""
+    with booted("power", "twin") as info:
+        yield info
+
+
+@pytest.fixture(scope="module")
+def releases_twin() -> Iterator[TwinInfo]:
+    """A twin of its own for listing and pruning releases, which it provisions several times."""
+    with booted("releases", "twin") as info:
+        yield info

@@ -44,6 +44,26 @@ def engine_key(
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as exc:
+        raise AgentError("model", f"Cannot read {path}: {exc.strerror}; re-run edgekit provision.") from None
+    return digest.hexdigest()
+
+
+def calibration_id(onnx_sha256: str, calibration_sha256: str, tensorrt_version: str) -> str:
+    """The name of a calibration cache: it is valid for one model, one data set and one TensorRT."""
+    return hashlib.sha256((onnx_sha256 + calibration_sha256 + tensorrt_version).encode()).hexdigest()[:32]
+
+
+def timing_cache_name(tensorrt_version: str, compute_capability: str) -> str:
+    return f"{tensorrt_version}-sm{compute_capability}.cache"
+
+
 class EngineCache:
     """``<dir>/<key>.engine`` with ``<key>.json`` naming what it was built from."""
 

@@ -7,7 +7,6 @@ release), so a JetPack upgrade or a new calibration set rebuilds instead of cras
 
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import Any
 
@@ -16,24 +15,13 @@ from ...errors import AgentError
 from ...facts import parse_tegra_release
 from .. import Log
 from .builder import BuildOptions, build_engine
-from .cache import EngineCache, engine_key, load_or_build
+from .cache import EngineCache, calibration_id, engine_key, load_or_build, sha256_file, timing_cache_name
 from .cuda import open_cuda
 from .runner import TensorRTBackend, deserialize
 
 # min / opt / max batch for models with a dynamic batch dimension: the camera runs 1.
 BATCH_PROFILE = (1, 1, 8)
 TEGRA_RELEASE = "/etc/nv_tegra_release"
-
-
-def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    except OSError as exc:
-        raise AgentError("model", f"Cannot read {path}: {exc.strerror}; re-run edgekit provision.") from None
-    return digest.hexdigest()
 
 
 def device_l4t(path: str = TEGRA_RELEASE) -> str | None:
@@ -58,7 +46,7 @@ def build_options(
         workspace_mib=release.build.workspace_mib,
         dla_core=release.build.dla_core,
         batch=BATCH_PROFILE,
-        timing_cache_path=os.path.join(engines_dir, "timing", f"{tensorrt_version}-sm{compute_capability}.cache"),
+        timing_cache_path=os.path.join(engines_dir, "timing", timing_cache_name(tensorrt_version, compute_capability)),
         calibration_path=release.calibration_path if calibration_id else None,
         calibration_cache_path=(
             os.path.join(engines_dir, "calibration", f"{calibration_id}.cache") if calibration_id else None
@@ -74,13 +62,8 @@ def open_engine(trt: Any, cuda: Any, release: Release, engines_dir: str, l4t: st
     version = str(trt.__version__)
     onnx_sha256 = sha256_file(release.model_path)
     calibration_sha256 = sha256_file(release.calibration_path) if calibrated(release) else None
-    # A calibration cache is valid for one model, one data set and one TensorRT.
-    calibration_id = (
-        None
-        if calibration_sha256 is None
-        else hashlib.sha256((onnx_sha256 + calibration_sha256 + version).encode()).hexdigest()[:32]
-    )
-    options = build_options(release, engines_dir, version, compute_capability, calibration_id)
+    calibration = None if calibration_sha256 is None else calibration_id(onnx_sha256, calibration_sha256, version)
+    options = build_options(release, engines_dir, version, compute_capability, calibration)
     builder_options = {
         "int8": options.int8 if options.precision == "int8" else None,
         "workspace_mib": options.workspace_mib,
