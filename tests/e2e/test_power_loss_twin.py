@@ -35,13 +35,13 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import cv2
 import pytest
-from test_provision_twin import SAMPLES, edgekit, on_twin, provision_args
+from test_camera_twin import wait_for
+from test_provision_twin import edgekit, on_twin, provision_args
+from test_trials_twin import slow_clip
 
 from edgekit.twin import TwinInfo, twin_boot, twin_exec, twin_power_off
 from edgekit.twin.machine import STATE_ROOT
@@ -96,17 +96,6 @@ except Stop as stopped:
 else:
     print("begun")
 """
-
-
-def wait_for(what: str, probe: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f} s")
-        time.sleep(0.3)
 
 
 def lifecycle_status(twin: TwinInfo) -> dict[str, Any]:
@@ -197,22 +186,6 @@ def copy_release(twin: TwinInfo, release: str, copy: str, clip: Path | None = No
         shutil.copy(clip, STATE_ROOT / twin.name / "root" / f"{folder}.tmp/media/clip.avi".lstrip("/"))
     on_twin(twin, "sh", "-c", f"sync; mv {folder}.tmp {folder}")
     return copy
-
-
-def slow_clip(folder: Path) -> Path:
-    """The sample clip's first frames at 1 frame a second: READY after the first frame, then far
-    fewer results than a trial needs before its deadline (the service paces a file to its rate)."""
-    path = folder / "slow-clip.avi"
-    capture = cv2.VideoCapture(str(SAMPLES / "clip.avi"))
-    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 1, size)
-    for _ in range(60):
-        ok, frame = capture.read()
-        assert ok
-        writer.write(frame)
-    writer.release()
-    capture.release()
-    return path
 
 
 @pytest.fixture(scope="module")

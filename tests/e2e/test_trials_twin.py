@@ -16,12 +16,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import cv2
 import pytest
+from test_camera_twin import wait_for
 from test_provision_twin import SAMPLES, edgekit, on_twin, provision_args
 
 from edgekit.twin import TwinInfo, twin_exec
@@ -102,16 +102,6 @@ def last_rollback(twin: TwinInfo) -> dict[str, Any] | None:
 def unit(twin: TwinInfo) -> dict[str, str]:
     shown = on_twin(twin, "systemctl", "show", UNIT, "--property=MainPID,NRestarts,ActiveState,SubState")
     return dict(line.split("=", 1) for line in shown.splitlines())
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def serves(twin: TwinInfo, release: str) -> None:
