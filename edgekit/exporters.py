@@ -5,7 +5,8 @@ overriding the one before:
 
 1. Ultralytics' own metadata (edgekit's reading of ultralytics/engine/exporter.py: every
    value is ``str()`` of a Python object, so ``names`` is ``"{0: 'person', ...}"`` and
-   ``imgsz`` is ``"[640, 640]"``, height then width);
+   ``imgsz`` is ``"[640, 640]"``, height then width), or the original YOLOv5 exporter's
+   ``stride`` and ``names`` alone;
 2. edgekit's ``edgekit.model`` metadata (JSON), then a sidecar ``MODEL.edgekit.toml`` next
    to the ONNX file, with the same keys, for models that cannot be re-exported;
 3. the command line: ``--task``, ``--input-size WxH``, ``--labels FILE``, ``--layout``, ``--color``.
@@ -64,7 +65,9 @@ class Declared:
 def declared(model: onnx.ModelProto, path: Path, overrides: ModelOverrides) -> Declared:
     found = Declared()
     props = {prop.key: prop.value for prop in model.metadata_props}
-    if props.get("author") == "Ultralytics" or {"imgsz", "names", "stride", "task"} <= set(props):
+    # Ultralytics' package writes author, task and imgsz; the original YOLOv5 repository's
+    # export.py (and the `yolov5` package) only stride and names, in the same str() form.
+    if props.get("author") == "Ultralytics" or {"names", "stride"} <= set(props):
         _ultralytics(found, props, path)
     if METADATA_KEY in props:
         _edgekit(found, _json_object(props[METADATA_KEY], path), f"{path.name}'s {METADATA_KEY} metadata", path)

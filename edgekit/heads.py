@@ -42,25 +42,33 @@ class Head:
     masks: int = 0
 
 
-def detection_layout(shape: Sequence[int]) -> Head | None:
-    """The detection head a ``[1, a, b]`` output is, or None if it is none of them."""
+def detection_layout(shape: Sequence[int], stated: str | None = None) -> Head | None:
+    """The detection head a ``[1, a, b]`` output is (the ``stated`` one, if its shape fits it),
+    or None if it is none of them. A one-class YOLOv5 head ``[1, N, 6]`` fits the end-to-end
+    layout too: unstated, the end-to-end reading wins while N is small enough for one."""
     if len(shape) != 3 or shape[0] != 1:
         return None
     rows, columns = shape[1], shape[2]
-    if columns == 6 and rows <= END2END_MAX_ROWS:
+    fits = {
+        "end2end": columns == 6 and (stated == "end2end" or rows <= END2END_MAX_ROWS),
+        "yolov8": rows < columns and rows >= 5,
+        "yolov5": rows > columns and columns >= 6,
+    }
+    layout = stated if stated is not None else next((name for name, fit in fits.items() if fit), None)
+    if layout is None or not fits.get(layout):
+        return None
+    if layout == "end2end":
         return Head("detect", "end2end", None, f"{rows} rows of x1 y1 x2 y2 score class (an NMS-free head)")
-    if rows < columns and rows >= 5:
+    if layout == "yolov8":
         return Head(
             "detect", "yolov8", rows - 4, f"4 box values and {rows - 4} class scores for each of {columns} anchors"
         )
-    if rows > columns and columns >= 6:
-        return Head(
-            "detect",
-            "yolov5",
-            columns - 5,
-            f"{rows} anchors of 4 box values, objectness and {columns - 5} class scores",
-        )
-    return None
+    return Head(
+        "detect",
+        "yolov5",
+        columns - 5,
+        f"{rows} anchors of 4 box values, objectness and {columns - 5} class scores",
+    )
 
 
 def segmentation_head(outputs: Sequence[tuple[str, Sequence[int]]]) -> Head | None:

@@ -289,7 +289,8 @@ def _task(
     """The task, its detection head and how many classes the output has room for."""
     # Probed, so every dimension is a number.
     shapes = [(output.name, tuple(int(d) for d in output.shape)) for output in outputs]
-    if found.task is None:
+    # A stated detection head says the task too (a sidecar's [detect] table alone).
+    if found.task is None and found.detect is None:
         head = infer_head(path, shapes)
         notes.append(f"task {head.task} inferred from {head.reason}; pass --task to say otherwise")
         if head.task not in BOX_TASKS:
@@ -298,19 +299,20 @@ def _task(
         if head.masks:
             inferred["masks"] = head.masks
         return head.task, _declared_detect(inferred, path, head.task), head.classes
-    task = found.task
+    task = found.task or "detect"
     if task not in TASKS:
         raise ModelError(f"{path} declares task {task!r}; this edgekit serves: {', '.join(TASKS)}.")
     if task == "raw":
         return task, None, None
     if task == "classify":
         return task, None, int(outputs[0].shape[1]) if len(outputs[0].shape) >= 2 else None
-    layout = detection_layout(shapes[0][1])
-    stated: dict[str, object] = dict(found.detect or ({"head": layout.layout} if layout else {}))
+    guess = detection_layout(shapes[0][1])
+    stated: dict[str, object] = dict(found.detect or ({"head": guess.layout} if guess else {}))
     if task == "segment":
         stated["masks"] = _prototypes(shapes, path)
     detect = _declared_detect(stated, path, task)
-    if layout is None or layout.layout != detect.head:
+    layout = detection_layout(shapes[0][1], detect.head)
+    if layout is None:
         raise ModelError(
             f"{path}'s output {outputs[0].name} {list(outputs[0].shape)} is no {detect.head} detection head; "
             "set the detect head that matches it, or --task raw."

@@ -193,3 +193,38 @@ def test_a_pose_export_without_its_keypoint_shape_is_refused_by_name(tmp_path: P
     assert "keypoint shape is None, not [keypoints, 2 or 3]" in message and "kpt_shape = [17, 3]" in message
     write(sidecar_path(path), 'task = "pose"\ninput_size = [160, 160]\n[detect]\nhead = "yolov8"\nkpt_shape = [4, 3]\n')
     assert inspect_model(path).detect.kpt_shape == (4, 3)
+
+
+def test_the_original_yolov5_exporter_s_names_and_stride_are_read() -> None:
+    """yolov5's export.py writes only stride and names; its trainer letterboxes RGB in 0-1."""
+    path = YOLO.with_name("yolov5-tiny-detect.onnx")
+    assert "--input-size WxH" in refused(path)
+    info = inspect_model(path, ModelOverrides(input_size=(160, 160)))
+    assert (info.task, info.detect.head, info.labels, info.preprocess.resize) == (
+        "detect",
+        "yolov5",
+        ("ball", "crate"),
+        "letterbox",
+    )
+
+
+def test_a_one_class_yolov5_head_read_as_end_to_end_is_corrected_by_the_sidecar(tmp_path: Path) -> None:
+    """[1, 300, 6] fits both layouts; unstated it reads as end-to-end, as the log says."""
+    rows = helper.make_tensor("rows", TensorProto.FLOAT, [1, 300, 6], [0.5] * 1800)
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMean", ["image"], ["level"], keepdims=0),
+            helper.make_node("Mul", ["rows", "level"], ["out"]),
+        ],
+        "v5",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 64, 64])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 300, 6])],
+        initializer=[rows],
+    )
+    path = save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10), tmp_path / "v5.onnx"
+    )
+    assert inspect_model(path).detect.head == "end2end"
+    write(sidecar_path(path), '[detect]\nhead = "yolov5"\n')
+    info = inspect_model(path)
+    assert (info.task, info.detect.head) == ("detect", "yolov5")

@@ -180,3 +180,46 @@ def test_a_paddle2onnx_classifier_with_dynamic_height_and_width_deploys_with_its
     assert (manifest["preprocess"]["height"], manifest["preprocess"]["width"]) == (48, 192)
     for record in served_records(models_twin, result["release"]):
         assert record["top"][0]["label"] in CLASSES
+
+
+def assert_detector_served(twin: TwinInfo, result: dict, head: str) -> dict:
+    """The box gate passed on real boxes, the release names ``head``, and the served boxes are
+    labelled and in the clip's own 320x240 pixels (through the resize); the release's manifest."""
+    gate = result["gate"]
+    assert (result["task"], gate["measure"]) == ("detect", "matched-box F1"), gate
+    assert gate["reference_boxes"] > 0 and gate["box_f1"] >= 0.9, gate
+    manifest = json.loads(on_twin(twin, "cat", f"/var/lib/edgekit/releases/{result['release']}/release.json"))
+    assert manifest["detect"]["head"] == head and manifest["labels"] == list(CLASSES), manifest["detect"]
+    found = [box for record in served_records(twin, result["release"]) for box in record["detections"]]
+    assert found and {box["label"] for box in found} <= set(CLASSES), found
+    for x1, y1, x2, y2 in (box["box"] for box in found):
+        assert 0 <= x1 <= x2 <= 320 and 0 <= y1 <= y2 <= 240, found
+    return manifest
+
+
+def test_an_ultralytics_yolo26_end2end_export_deploys_as_an_nms_free_detector(
+    models_twin: TwinInfo, tmp_path: Path
+) -> None:
+    """Ultralytics' YOLO26 exported with its NMS-free head (nms=False): [batch, 300, 6] rows of
+    x1 y1 x2 y2 score class, metadata end2end True and names; no flags, as the README says."""
+    provisioned = provision(models_twin, tmp_path, MODELS / "ultralytics-yolo26-tiny-end2end.onnx")
+    result, log = provisioned["result"], provisioned["log"]
+    assert "model: read Ultralytics metadata" in log, log
+    assert "pinned to ['batch', 3, 160, 160]" in log, log
+    assert_detector_served(models_twin, result, "end2end")
+
+
+def test_a_yolov5_export_with_dynamic_axes_deploys_as_an_anchor_based_detector(
+    models_twin: TwinInfo, tmp_path: Path
+) -> None:
+    """The yolov5 package's export.py --include onnx --dynamic of a trained YOLOv5: [batch, anchors,
+    5 + C] rows of box, objectness and class scores, and its own stride and names metadata, which
+    give the labels and the letterbox; its image axes are dynamic and nothing states the size it
+    was trained at, so --input-size, as the README's row says."""
+    model = MODELS / "yolov5-tiny-detect.onnx"
+    provisioned = provision(models_twin, tmp_path, model, "--input-size", "160x160")
+    result, log = provisioned["result"], provisioned["log"]
+    assert "frames become float32 NCHW 160x160 RGB, letterbox" in log, log
+    assert "inferred from one output output0 [1, 1575, 7]: 1575 anchors of 4 box values, objectness" in log, log
+    assert "pinned to ['batch', 3, 160, 160]" in log, log
+    assert_detector_served(models_twin, result, "yolov5")
