@@ -297,8 +297,9 @@ def build_and_gate(
 ) -> GateReport:
     """Build (or reattach to the build of) the release on the device and hold it to the gate.
 
-    A release that fails here and is not serving is removed; one whose link dropped is
-    kept, because its build goes on and a re-run attaches to it.
+    A release whose build fails and that is not serving is removed; one whose link dropped
+    is kept, because its build goes on and a re-run attaches to it. One the gate refuses is
+    kept for inspection as "failed gate" (`edgekit releases`), never switched in.
     """
     rid = release.release
     try:
@@ -316,7 +317,7 @@ def build_and_gate(
     refused = refusal(gate, task, plan.settings.build.precision, conf=None if detect is None else detect.conf)
     if refused:
         if install.current_release(conn) != rid:
-            install.remove_release(conn, rid)
+            trial.refuse(conn, rid, refused)
         raise GateFailed(refused)
     return gate
 

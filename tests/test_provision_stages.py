@@ -67,6 +67,23 @@ def removed(device: FakeConnection) -> list[str]:
     return [run.argv[-1] for run in device.runs if run.argv[:2] == ("rm", "-rf")]
 
 
+REFUSE = re.compile(r"agent\.pyz lifecycle refuse ")
+NOTHING = {
+    "current": OLD,
+    "previous": None,
+    "committed": OLD,
+    "current_state": "committed",
+    "trial": None,
+    "last_rollback": None,
+}
+
+
+def refused_as_failed_gate(device: FakeConnection) -> list[tuple[str, str]]:
+    """(release, reason) of each release the host recorded as refused by the gate."""
+    runs = [run.argv for run in device.runs if REFUSE.search(run.line)]
+    return [(argv[argv.index("--release") + 1], argv[argv.index("--reason") + 1]) for argv in runs]
+
+
 # -- build_and_gate --------------------------------------------------------------------------
 
 
@@ -112,12 +129,14 @@ def test_a_release_that_already_existed_is_not_removed_when_its_build_fails(fake
     assert removed(fake_connection) == []
 
 
-def test_a_detector_that_lost_its_boxes_is_refused_by_matched_boxes_and_removed(fake_connection, release, monkeypatch):
+def test_a_detector_that_lost_its_boxes_is_refused_by_matched_boxes_and_kept_as_failed_gate(
+    fake_connection, release, monkeypatch
+):
     # The defect this measure exists for: the output follows FP32 closely, and no box is left.
     lost = {"box_f1": 0.0, "box_precision": 1.0, "box_recall": 0.0, "boxes": 0, "reference_boxes": 34}
     gate_then(monkeypatch, {"samples": 64, "top1_agreement": 0.08, "output_cosine": 0.996, **lost})
     serving(fake_connection, OLD)
-    fake_connection.on(["rm", "-rf"])
+    fake_connection.on(REFUSE, Reply(json.dumps(NOTHING)))
     with pytest.raises(GateFailed) as refused:
         build_and_gate(fake_connection, plan("detect"), release, Installed(False, False), 0.9, Reporter())
     assert str(refused.value).startswith(
@@ -125,14 +144,15 @@ def test_a_detector_that_lost_its_boxes_is_refused_by_matched_boxes_and_removed(
         "0 boxes where FP32 finds 34), below the 90% gate; lost boxes come from calibration images that do not "
         "show the objects or from head layers that need a higher precision"
     )
-    assert removed(fake_connection) == [f"{RELEASES_DIR}/{NEW}"]
+    # Kept for inspection, with the refusal as its reason; never switched in.
+    assert removed(fake_connection) == [] and refused_as_failed_gate(fake_connection) == [(NEW, str(refused.value))]
 
 
 def test_a_detector_whose_fp32_finds_nothing_cannot_pass(fake_connection, release, monkeypatch):
     nothing = {"box_f1": None, "box_precision": 1.0, "box_recall": None, "boxes": 0, "reference_boxes": 0}
     gate_then(monkeypatch, {"samples": 64, "top1_agreement": 1.0, "output_cosine": 1.0, **nothing})
     serving(fake_connection, OLD)
-    fake_connection.on(["rm", "-rf"])
+    fake_connection.on(REFUSE, Reply(json.dumps(NOTHING)))
     with pytest.raises(GateFailed, match=r"^FP32 finds no box in the 64 held-out samples \(at confidence 0\.25\)"):
         build_and_gate(fake_connection, plan("detect"), release, Installed(False, False), 0.9, Reporter())
 
@@ -140,19 +160,19 @@ def test_a_detector_whose_fp32_finds_nothing_cannot_pass(fake_connection, releas
 def test_a_raw_head_is_refused_with_its_cosine_and_snr(fake_connection, release, monkeypatch):
     gate_then(monkeypatch, {"samples": 64, "top1_agreement": 1.0, "output_cosine": 0.95, "snr_db": 9.5})
     serving(fake_connection, OLD)
-    fake_connection.on(["rm", "-rf"])
+    fake_connection.on(REFUSE, Reply(json.dumps(NOTHING)))
     with pytest.raises(
         GateFailed, match=r"cosine similarity with FP32 is 0\.9500 on 64 held-out samples \(SNR 9\.5 dB\)"
     ):
         build_and_gate(fake_connection, plan("raw"), release, Installed(False, False), 0.99, Reporter())
 
 
-def test_the_serving_release_is_never_removed(fake_connection, release, monkeypatch):
+def test_the_serving_release_is_never_removed_nor_marked(fake_connection, release, monkeypatch):
     gate_then(monkeypatch, {"samples": 360, "top1_agreement": 0.5})
     serving(fake_connection, NEW)
     with pytest.raises(GateFailed):
         build_and_gate(fake_connection, plan(), release, Installed(False, True), 0.99, Reporter())
-    assert removed(fake_connection) == []
+    assert removed(fake_connection) == [] and refused_as_failed_gate(fake_connection) == []
 
 
 # -- activate ------------------------------------------------------------------------------------

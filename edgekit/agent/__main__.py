@@ -54,6 +54,8 @@ def _lifecycle_action(args: argparse.Namespace) -> dict[str, Any]:
         return lifecycle.commit(args.state_dir, args.release, json.loads(args.health), args.by)
     if args.action == "rollback":
         return lifecycle.rollback(args.state_dir, args.reason, args.by, to=args.to)
+    if args.action == "refuse":
+        return lifecycle.refuse(args.state_dir, args.release, args.reason)
     return lifecycle.status(args.state_dir)
 
 
@@ -91,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
         ("check", "commit a release that proved healthy, roll back one that did not"),
         ("commit", "commit the release on trial"),
         ("rollback", "switch back to the last committed release, or --to one"),
+        ("refuse", "record that the gate refused a release (kept for inspection, never switched in)"),
         ("status", "the links, the trial and the last rollback"),
         ("list", "every release: its model, gate, state and size"),
         ("prune", "remove old releases and the blobs, engines and caches only they used"),
@@ -99,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
         action.add_argument("--state-dir", default="/var/lib/edgekit")
         action.add_argument("--by", default="host", choices=("host", "device"))
         action.set_defaults(run=_lifecycle)
-        if name in ("begin", "commit"):
+        if name in ("begin", "commit", "refuse"):
             action.add_argument("--release", required=True)
     trial_options = actions.choices["begin"]
     trial_options.add_argument("--deadline-s", type=float, required=True)
@@ -108,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     actions.choices["check"].add_argument("--starting", action="store_true", help="run by the unit's ExecStartPre")
     actions.choices["commit"].add_argument("--health", default="{}", help="the health figures, as JSON")
     actions.choices["rollback"].add_argument("--reason", required=True)
+    actions.choices["refuse"].add_argument("--reason", required=True)
     actions.choices["rollback"].add_argument("--to", help="a committed release (default: the trial's fallback)")
     actions.choices["prune"].add_argument("--keep", type=int, default=3, help="committed releases to keep")
     actions.choices["prune"].add_argument("--check", action="store_true", help="only say what would be removed")

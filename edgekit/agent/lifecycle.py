@@ -40,7 +40,7 @@ CONFIGS_DIR = "configs"
 # The build unit's answers (edgekit/device/build.py), gate figures included.
 BUILDS_DIR = "engines/builds"
 LAST_ROLLBACK_FILE = "last-rollback.json"
-STATES = ("on trial", "committed", "rolled back", "failed trial")
+STATES = ("on trial", "committed", "rolled back", "failed trial", "failed gate")
 # A trial waits this long at most for a service that is still loading (an engine build in the
 # service itself); the service stops extending its start timeout after the same hour
 # (edgekit/agent/service.py EXTEND_CAP_S, not imported: this module runs before numpy exists).
@@ -240,6 +240,15 @@ def _exit_status(state: dict[str, str]) -> str:
     if code in ("2", "3"):
         return f"killed by signal {status_}"
     return f"exit status {status_ or 'unknown'}"
+
+
+def refuse(state_dir: str, release: str, reason: str) -> dict[str, Any]:
+    """Record that the gate refused ``release``: kept for inspection, never switched in."""
+    device = Device(state_dir)
+    if not device.exists(release):
+        raise AgentError("lifecycle", f"Release {release} is not on this device (no {device.releases}/{release}).")
+    device.write_record(release, state="failed gate", failed_at=time.time(), reason=reason, by="host")
+    return status(state_dir)
 
 
 def commit(state_dir: str, release: str, health: dict[str, Any], by: str) -> dict[str, Any]:

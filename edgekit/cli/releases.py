@@ -27,7 +27,13 @@ if TYPE_CHECKING:
     from edgekit.device.releases import Pruned, Release, Releases
 
 # How the states read in the table: the trial's outcome in colour, the links plain.
-_STATE_STYLES = {"committed": "green", "on trial": "yellow", "rolled back": "red", "failed trial": "red"}
+_STATE_STYLES = {
+    "committed": "green",
+    "on trial": "yellow",
+    "rolled back": "red",
+    "failed trial": "red",
+    "failed gate": "red",
+}
 
 
 def releases_command(

@@ -7,7 +7,6 @@ release is still committed or rolled back, by the device.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -119,8 +118,8 @@ def rollback(conn: Connection, rid: str, reason: str, to: str | None = None) -> 
     return lifecycle(conn, rid, "rollback", "--reason", reason, *(["--to", to] if to else []))
 
 
-def commit(conn: Connection, rid: str, health: dict[str, object]) -> Lifecycle:
-    return lifecycle(conn, rid, "commit", "--release", rid, "--health", json.dumps(health))
+def refuse(conn: Connection, rid: str, reason: str) -> Lifecycle:
+    return lifecycle(conn, rid, "refuse", "--release", rid, "--reason", reason)
 
 
 def verdict(

@@ -254,3 +254,18 @@ def test_lifecycle_commands_wait_for_each_other(state: Path, systemd: Systemd) -
         assert not finished.wait(0.3)
     assert finished.wait(5)
     waiting.join()
+
+
+def test_a_release_the_gate_refused_is_kept_as_failed_gate_until_it_goes_on_trial(
+    state: Path, systemd: Systemd
+) -> None:
+    serving(state, "a")
+    answer = lifecycle.refuse(str(state), "b", "The int8 model's top-1 agreement with FP32 is 80.0% ...")
+    assert answer["current"] == "a"
+    record = lifecycle.Device(str(state)).record("b")
+    assert (record["state"], record["reason"]) == (
+        "failed gate",
+        "The int8 model's top-1 agreement with FP32 is 80.0% ...",
+    )
+    # Provisioned again with a gate it passes (another --gate-threshold), it goes on trial as any release.
+    assert begin(state, "b")["current_state"] == "on trial"

@@ -301,3 +301,66 @@ def test_provision_again_after_a_rolled_back_trial_tries_the_release_again(
     assert ships(trials_twin, bad, "not-a-video.avi")
     assert "starting the service on trial" in done.stderr
     assert_rolled_back(trials_twin, bad, good, "host", "it sent no READY")
+
+
+def ssh_args(twin: TwinInfo, home: Path) -> list[str]:
+    return [twin.target, "--identity", twin.identity, "--known-hosts", str(home / "known_hosts"), "--no-ssh-config"]
+
+
+def test_rollback_goes_back_and_forth_through_trials_and_status_shows_it(
+    trials_twin: TwinInfo, home: Path, releases: dict[str, str]
+) -> None:
+    good = releases["good"]
+    # A second healthy release: the sample clip under another name is another release file.
+    renamed = home / "clip-again.avi"
+    renamed.write_bytes((SAMPLES / "clip.avi").read_bytes())
+    done = provision(trials_twin, home, renamed, "--json")
+    assert done.returncode == 0, done.stderr
+    newer = json.loads(done.stdout)["release"]
+    assert link(trials_twin, "previous") == good
+
+    back = edgekit("rollback", *ssh_args(trials_twin, home), *TRIAL, "--json", home=home)
+    assert back.returncode == 0, back.stderr
+    answer = json.loads(back.stdout)
+    assert (answer["target"], answer["left"], answer["current"], answer["committed"]) == (good, newer, good, good)
+    serves(trials_twin, good)
+
+    forth = edgekit("rollback", *ssh_args(trials_twin, home), "--to", newer, *TRIAL, home=home)
+    assert forth.returncode == 0, forth.stderr
+    assert f"rolled back {good} -> {newer}" in " ".join(forth.stdout.split())
+    serves(trials_twin, newer)
+
+    # A release that was rolled back never proved healthy: no target, and nothing changes.
+    refused = edgekit("rollback", *ssh_args(trials_twin, home), "--to", releases["exits"], home=home)
+    assert refused.returncode == 2 and "never proved healthy on trial" in refused.stderr, refused.stderr
+    assert link(trials_twin, "current") == newer
+
+    shown = edgekit("status", *ssh_args(trials_twin, home), "--json", home=home)
+    assert shown.returncode == 0, shown.stderr
+    state = json.loads(shown.stdout)["lifecycle"]
+    assert (state["current"], state["current_state"], state["previous"], state["task"]) == (
+        newer,
+        "committed",
+        good,
+        "classify",
+    )
+    assert state["gate"]["top1_agreement"] >= 0.99 and state["trial"] is None
+    assert state["last_rollback"]["by"] == "host" and good in state["committed_releases"]
+    table = edgekit("status", *ssh_args(trials_twin, home), home=home)
+    assert f"{newer} committed" in " ".join(table.stdout.split()), table.stdout
+
+
+def test_a_release_the_gate_refuses_is_kept_as_failed_gate_and_never_switched_in(
+    trials_twin: TwinInfo, home: Path
+) -> None:
+    serving_before = link(trials_twin, "current")
+    renamed = home / "clip-strict.avi"
+    renamed.write_bytes((SAMPLES / "clip.avi").read_bytes())
+    # No INT8 model agrees with FP32 on every one of 360 digits here: a gate of 100 % refuses it.
+    done = provision(trials_twin, home, renamed, "--gate-threshold", "1.0")
+    assert done.returncode == 6 and "GateFailed" in done.stderr, done.stderr
+    listed = edgekit("releases", *ssh_args(trials_twin, home), "--json", home=home)
+    assert listed.returncode == 0, listed.stderr
+    [refused] = [entry for entry in json.loads(listed.stdout)["releases"] if entry["state"] == "failed gate"]
+    assert "below the 100% gate" in refused["reason"]
+    assert link(trials_twin, "current") == serving_before != refused["release"]
