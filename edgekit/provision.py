@@ -345,12 +345,19 @@ def activate(
     return True
 
 
-def try_release(conn: Connection, rid: str, policy: TrialPolicy, reporter: Reporter, state: Lifecycle) -> Lifecycle:
+def try_release(
+    conn: Connection,
+    rid: str,
+    policy: TrialPolicy,
+    reporter: Reporter,
+    state: Lifecycle,
+    going_back: bool = False,
+) -> Lifecycle:
     """``rid`` switched in on trial (one already on trial keeps its trial and deadline: a re-run
     after a dropped link), the service restarted, and the device's verdict: committed, or
     rolled back and ActivationFailed with why."""
     if state.trial is None or state.trial.release != rid:
-        state = trial.begin(conn, rid, policy)
+        state = trial.begin(conn, rid, policy, restore_config=going_back)
     reporter.step(f"starting the service on trial: READY, then {policy.results} results in {policy.deadline_s:.0f} s")
     try:
         service.restart(conn)
@@ -394,7 +401,8 @@ def roll_back(conn: Connection, to: str | None, policy: TrialPolicy, reporter: R
             f"rollback target; name a committed release with --to ({listing})."
         )
     reporter.step(f"rolling back from {current} to {target}")
-    return RollbackResult(target, current, try_release(conn, target, policy, reporter, state))
+    # Its own site config goes back with it: its camera source may be a video only it ships.
+    return RollbackResult(target, current, try_release(conn, target, policy, reporter, state, going_back=True))
 
 
 def _progress(now: Trial) -> str:

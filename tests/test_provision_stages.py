@@ -193,6 +193,9 @@ class Device:
             (state / "releases" / rid).mkdir(parents=True)
             (state / "releases" / rid / "release.json").write_text("{}")
         (state / "results").mkdir()
+        # The device's site config, in the state folder rather than this machine's /etc.
+        self.site_config = state / "camera.json"
+        monkeypatch.setattr(lifecycle, "SITE_CONFIG", str(self.site_config))
         monkeypatch.setattr(lifecycle, "_systemctl", self.systemctl)
         monkeypatch.setattr(lifecycle, "_systemctl_run", lambda *args: None)
         fake.on(re.compile(r"agent\.pyz lifecycle "), self.agent)
@@ -310,8 +313,14 @@ def test_a_first_release_that_fails_has_nothing_to_go_back_to(on_device, release
 
 def test_a_rollback_goes_back_to_the_previous_release_through_a_trial(on_device, release):
     on_device.committed(OLD)
+    on_device.site_config.write_text('{"source": "new.avi"}')
     activate(on_device.fake, release, Reporter(), policy=QUICK)
+    # What the old release went on trial with comes back with it: its camera source.
+    configs = on_device.state / "lifecycle" / "configs"
+    (configs / f"{OLD}.json").write_text('{"source": "old.avi"}')
     done = roll_back(on_device.fake, None, QUICK, Reporter())
+    assert on_device.site_config.read_text() == '{"source": "old.avi"}'
+    assert (configs / f"{NEW}.json").read_text() == '{"source": "new.avi"}'
     assert (done.target, done.left, done.lifecycle.current, done.lifecycle.committed) == (OLD, NEW, OLD, OLD)
     assert on_device.link("previous") == NEW and restarts(on_device.fake) == 2
     # And forth again, by name.

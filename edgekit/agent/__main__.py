@@ -47,7 +47,14 @@ def _lifecycle_action(args: argparse.Namespace) -> dict[str, Any]:
             return inventory.releases(args.state_dir)
         return inventory.prune(args.state_dir, args.keep, check=args.check)
     if args.action == "begin":
-        return lifecycle.begin(args.state_dir, args.release, args.deadline_s, args.results, args.max_restarts)
+        return lifecycle.begin(
+            args.state_dir,
+            args.release,
+            args.deadline_s,
+            args.results,
+            args.max_restarts,
+            restore_config=args.restore_config,
+        )
     if args.action == "check":
         return lifecycle.check(args.state_dir, args.by, starting=args.starting)
     if args.action == "commit":
@@ -108,6 +115,9 @@ def _parser() -> argparse.ArgumentParser:
     trial_options.add_argument("--deadline-s", type=float, required=True)
     trial_options.add_argument("--results", type=int, required=True)
     trial_options.add_argument("--max-restarts", type=int, required=True)
+    trial_options.add_argument(
+        "--restore-config", action="store_true", help="a rollback: put back the site config kept for the release"
+    )
     actions.choices["check"].add_argument("--starting", action="store_true", help="run by the unit's ExecStartPre")
     actions.choices["commit"].add_argument("--health", default="{}", help="the health figures, as JSON")
     actions.choices["rollback"].add_argument("--reason", required=True)

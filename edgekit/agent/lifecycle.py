@@ -120,16 +120,27 @@ class Device:
 
 
 def begin(
-    state_dir: str, release: str, deadline_s: float, results: int, max_restarts: int, now: float | None = None
+    state_dir: str,
+    release: str,
+    deadline_s: float,
+    results: int,
+    max_restarts: int,
+    now: float | None = None,
+    restore_config: bool = False,
 ) -> dict[str, Any]:
-    """Switch ``release`` in on trial; the service is restarted by the caller."""
+    """Switch ``release`` in on trial; the service is restarted by the caller. A provision has
+    just installed the site config the release goes on trial with, and it is kept for later
+    rollbacks; a rollback through a trial (``restore_config``) puts back the one kept for it."""
     device = Device(state_dir)
     if not device.exists(release):
         raise AgentError("lifecycle", f"Release {release} is not on this device (no {device.releases}/{release}).")
     now = time.time() if now is None else now
     old = device.link("current")
     fallback = _fallback(device, release, old, now)
-    _keep_config(device, release)
+    if restore_config:
+        _restore_config(device, release)
+    else:
+        _keep_config(device, release)
     trial = {
         "release": release,
         "fallback": fallback,

@@ -98,7 +98,9 @@ def lifecycle_answer(conn: Connection, agent_release: str, *args: str) -> dict[s
     return answer
 
 
-def begin(conn: Connection, rid: str, policy: TrialPolicy) -> Lifecycle:
+def begin(conn: Connection, rid: str, policy: TrialPolicy, restore_config: bool = False) -> Lifecycle:
+    """``rid`` switched in on trial with the site config just installed, or, going back to it
+    (``restore_config``), with the one it went on trial with before."""
     return lifecycle(
         conn,
         rid,
@@ -111,6 +113,7 @@ def begin(conn: Connection, rid: str, policy: TrialPolicy) -> Lifecycle:
         str(policy.results),
         "--max-restarts",
         str(policy.max_restarts),
+        *(["--restore-config"] if restore_config else []),
     )
 
 
