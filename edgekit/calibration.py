@@ -5,15 +5,19 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from edgekit.agent.preprocess import PreprocessSpec, preprocess
+from edgekit.curation import SUBSET_COUNT, CurationReport, curate_folder, floor_sentence, list_images
 from edgekit.errors import ModelError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+# Provisioning's floor, lower than curation's FLOOR (100) that `calibrate` on the real scene
+# applies: the sets provision is tried with (samples/digits, 300 frames, 240 of them calibrated
+# on without --holdout; the e2e tests' scenes, 96) are for trying edgekit, not a field release.
 MIN_CALIBRATION_IMAGES = 16
 # Without a separate hold-out set, every fifth calibration image is kept back for the gate.
 HOLDOUT_EVERY = 5
@@ -32,16 +36,12 @@ class CalibrationData:
     calibration: np.ndarray
     holdout: np.ndarray
     holdout_labels: np.ndarray | None
+    # What curation did with the calibration folder (skipped, duplicates, subset, warnings).
+    curation: CurationReport | None = field(default=None, compare=False)
 
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.calibration.tobytes()).hexdigest()
-
-
-def list_images(directory: Path) -> list[Path]:
-    if not directory.is_dir():
-        raise ModelError(f"The image folder {directory} does not exist; pass a folder of images.")
-    return sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def read_holdout(directory: Path, label_names: tuple[str, ...]) -> ImageSet:
@@ -84,19 +84,35 @@ def load_tensors(paths: tuple[Path, ...] | list[Path], spec: PreprocessSpec) -> 
 
 
 def prepare(
-    calib_dir: Path, holdout_dir: Path | None, spec: PreprocessSpec, labels: tuple[str, ...]
+    calib_dir: Path,
+    holdout_dir: Path | None,
+    spec: PreprocessSpec,
+    labels: tuple[str, ...],
+    *,
+    count: int = SUBSET_COUNT,
+    log: Callable[[str], None] | None = None,
 ) -> CalibrationData:
-    """Preprocess calibration and hold-out images; refuse sets too small to calibrate on."""
-    paths = list_images(calib_dir)
+    """Preprocess calibration and hold-out images; refuse sets too small to calibrate on.
+
+    The calibration folder is curated first (edgekit.curation): unreadable files and
+    near-duplicates are dropped and, past ``count``, a diverse subset is kept; ``log`` gets the
+    one-line summary. The hold-out folder is taken as given: its files carry labels.
+    """
+    curated = curate_folder(calib_dir, count=count, minimum=1)
+    if log is not None:
+        log(curated.report.summary())
+    paths = list(curated.paths)
     if holdout_dir is None:
         holdout = ImageSet(tuple(paths[::HOLDOUT_EVERY]), None)
         paths = [p for i, p in enumerate(paths) if i % HOLDOUT_EVERY]
     else:
         holdout = read_holdout(holdout_dir, labels)
     if len(paths) < MIN_CALIBRATION_IMAGES:
+        report = curated.report
         raise ModelError(
-            f"{calib_dir} holds {len(paths)} usable calibration images; give at least "
-            f"{MIN_CALIBRATION_IMAGES} (a few hundred from the real scene is better)."
+            floor_sentence(
+                str(calib_dir), len(paths), MIN_CALIBRATION_IMAGES, len(report.skipped), len(report.duplicates)
+            )
         )
     if not holdout.paths:
         raise ModelError("The hold-out set is empty; pass --holdout with images the model has not been calibrated on.")
@@ -104,4 +120,5 @@ def prepare(
         calibration=load_tensors(paths, spec),
         holdout=load_tensors(holdout.paths, spec),
         holdout_labels=None if holdout.labels is None else np.asarray(holdout.labels, dtype=np.int64),
+        curation=curated.report,
     )

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from edgekit.agent.preprocess import PreprocessSpec, preprocess
-from edgekit.calibration import HOLDOUT_EVERY, MIN_CALIBRATION_IMAGES, list_images, prepare
+from edgekit.calibration import HOLDOUT_EVERY, MIN_CALIBRATION_IMAGES, prepare
+from edgekit.curation import list_images
 from edgekit.errors import ModelError
 from edgekit.model import inspect_model
 
@@ -131,13 +132,27 @@ def test_empty_holdout(tmp_path: Path) -> None:
     assert "--holdout" in refused(tmp_path / "calib", tmp_path / "holdout", SPEC, LABELS)
 
 
-def test_unreadable_image(tmp_path: Path) -> None:
+def test_unreadable_calibration_image_is_skipped_and_named(tmp_path: Path) -> None:
     write_images(tmp_path / "calib", 20)
     broken = tmp_path / "calib" / "0007.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n but then nothing useful")
     write_images(tmp_path / "holdout", 2, seed=1)
+    logged: list[str] = []
+    data = prepare(tmp_path / "calib", tmp_path / "holdout", SPEC, LABELS, log=logged.append)
+    assert data.calibration.shape == (19, 1, 8, 8)
+    assert data.curation is not None
+    assert [s.name for s in data.curation.skipped] == ["0007.png"]
+    assert len(logged) == 1 and "1 unreadable skipped (0007.png)" in logged[0] and "19 kept" in logged[0]
+
+
+def test_floor_counts_what_curation_removed(tmp_path: Path) -> None:
+    write_images(tmp_path / "calib", MIN_CALIBRATION_IMAGES)
+    (tmp_path / "calib" / "0003.png").write_bytes(b"")
+    shutil.copy(tmp_path / "calib" / "0000.png", tmp_path / "calib" / "0009.png")
+    write_images(tmp_path / "holdout", 1, seed=1)
     message = refused(tmp_path / "calib", tmp_path / "holdout", SPEC, LABELS)
-    assert str(broken) in message
+    assert f"{MIN_CALIBRATION_IMAGES - 2} usable" in message
+    assert "1 unreadable files and 1 near-duplicates" in message and "add 2 more" in message
 
 
 def test_unreadable_holdout_image(tmp_path: Path) -> None:
