@@ -17,6 +17,7 @@ from typing import NotRequired, TypedDict
 import numpy as np
 
 from edgekit.agent.config import BOX_TASKS, CALIBRATION_FILE, PRECISIONS
+from edgekit.agent.drift import DRIFT_FILE, reference_summary, top_score
 from edgekit.agentpack import build_agent
 from edgekit.calibration import prepare
 from edgekit.errors import ModelError
@@ -30,7 +31,8 @@ from edgekit.sensitivity import MODES, GateTarget, MixedPrecision, keep_precise
 CACHE_DIR = Path(os.environ.get("EDGEKIT_CACHE", Path.home() / ".cache" / "edgekit")) / "bundles"
 # Bump when what goes into a bundle changes, so stale cached bundles are not reused.
 # 5: unnamed nodes are named as TensorRT names their layers; --mixed-precision auto.
-BUNDLE_VERSION = "5"
+# 6: drift.json, the calibration images' statistics the device's input drift is measured from.
+BUNDLE_VERSION = "6"
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ def build_bundle(request: BundleRequest, log: Callable[[str], None] = lambda tex
     log(f"model {model.path.name}: {model.inputs[0].name}{list(model.inputs[0].shape)}, opset {model.opset}")
     for note in model.notes:
         log(note)
-    data = prepare(request.calib_dir, request.holdout_dir, model.preprocess, model.labels)
+    data = prepare(request.calib_dir, request.holdout_dir, model.preprocess, model.labels, log=log)
     key = hashlib.sha256(
         json.dumps(
             [
@@ -137,6 +139,11 @@ def build_bundle(request: BundleRequest, log: Callable[[str], None] = lambda tex
         gate_arrays["labels"] = data.holdout_labels
     files[CALIBRATION_FILE] = calib
     files["gate.npz"] = _write_once(directory / "gate.npz", lambda path: np.savez(path, **gate_arrays))
+    # The frames calibration kept (curation drops unreadable ones and near-duplicates).
+    frames = [request.calib_dir / name for name in data.curation.kept] if data.curation else []
+    files[DRIFT_FILE] = _write_once(
+        directory / DRIFT_FILE, lambda path: _write_drift(path, frames, reference_scores(model, reference))
+    )
     agent = directory / "agent.pyz"
     build_agent(agent)
     files["agent.pyz"] = agent
@@ -154,6 +161,21 @@ def build_bundle(request: BundleRequest, log: Callable[[str], None] = lambda tex
         fp32_nodes=tuple(kept),
         mixed_precision=mixed,
     )
+
+
+def reference_scores(model: ModelInfo, outputs: np.ndarray) -> list[float]:
+    """The top score of each FP32 output row (the held-out frames), as the device's drift window takes it."""
+    scores = (top_score(outputs[i : i + 1], model.task, model.detect) for i in range(len(outputs)))
+    return [score for score in scores if score is not None]
+
+
+def _write_drift(path: Path, images: list[Path], scores: list[float]) -> None:
+    """drift.json: the statistics of the calibration *images*, as the camera's frames are measured."""
+    import cv2
+
+    frames = (cv2.imread(str(image), cv2.IMREAD_COLOR) for image in images)
+    summary = reference_summary([frame for frame in frames if frame is not None], scores)
+    path.write_text(json.dumps(summary.to_dict()))
 
 
 def _threshold(request: BundleRequest, task: str) -> float:

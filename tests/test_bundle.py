@@ -13,13 +13,14 @@ import pytest
 from onnx import helper
 
 import edgekit.bundle
+from edgekit.agent.drift import load_reference
 from edgekit.bundle import Bundle, BundleRequest, build_bundle
 from edgekit.calibration import prepare
 from edgekit.errors import ModelError
 from edgekit.model import inspect_model, sha256_file
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "digits"
-INT8_FILES = {"model.onnx", "model.int8.onnx", "calib.npy", "gate.npz", "agent.pyz"}
+INT8_FILES = {"model.onnx", "model.int8.onnx", "calib.npy", "gate.npz", "drift.json", "agent.pyz"}
 
 
 @pytest.fixture
@@ -57,6 +58,8 @@ def test_int8_bundle(cache: Path) -> None:
     assert bundle.fp32_accuracy == pytest.approx(metrics["fp32_holdout_accuracy"], abs=1e-9)
     assert bundle.host_top1_agreement >= 0.99
     assert lines and "quantizing" in " ".join(lines)
+    # What curation did with the calibration folder, on one line.
+    assert "calibration data in " + str(SAMPLES / "calib") + ": 300 images read" in " ".join(lines)
 
     info = inspect_model(SAMPLES / "model.onnx")
     data = prepare(SAMPLES / "calib", SAMPLES / "holdout", info.preprocess, info.labels)
@@ -73,6 +76,9 @@ def test_int8_bundle(cache: Path) -> None:
         assert float(np.mean(gate["reference"].argmax(axis=1) == gate["labels"])) == bundle.fp32_accuracy
     assert zipfile.is_zipfile(bundle.files["agent.pyz"])
     onnx.checker.check_model(onnx.load(str(bundle.files["model.int8.onnx"])))
+    # The device's input drift is measured against the calibration images' own statistics.
+    shipped = load_reference(str(bundle.directory))
+    assert shipped is not None and shipped.frames == 300 and shipped.scores == 360
 
 
 def test_bundle_is_reproducible(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

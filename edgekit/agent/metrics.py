@@ -40,7 +40,19 @@ _HELP = {
     "sink_errors_total": "Results the HTTP or MQTT sink failed to deliver.",
     "stage_latency_seconds": "Seconds per frame in each pipeline stage; quantiles by nearest rank over recent frames.",
     "info": "The running release and its setup, as labels; the value is always 1.",
+    "input_drift": "How far recent frames are from the release's calibration set, 0 to 1 (drift.py); NaN until known.",
+    "input_drift_threshold": "The input drift past which the release should be recalibrated on the scene.",
+    "input_drift_samples": "Frames in the input drift's window.",
+    "input_drift_window": "Frames the input drift's window holds at most.",
+    "input_drift_component": "Each distance the input drift is the largest of, by component.",
 }
+# The drift gauges' names after the prefix, and their keys in snapshot()["drift"].
+_DRIFT = (
+    ("input_drift", "score"),
+    ("input_drift_threshold", "threshold"),
+    ("input_drift_samples", "samples"),
+    ("input_drift_window", "window"),
+)
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 _SAMPLE = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)(?:\s+\S+)?\s*\Z")
 
@@ -61,6 +73,8 @@ class Metrics:
         self._frames = 0
         self._counters = {name: 0 for name in COUNTERS}
         self._info: dict[str, str] = {}
+        # None while the release has no drift reference (drift.json): nothing is reported.
+        self._drift: dict[str, Any] | None = None
 
     def observe(self, stage: str, seconds: float) -> None:
         if stage not in self._rings:
@@ -94,6 +108,14 @@ class Metrics:
         with self._lock:
             self._info.update((name, str(value)) for name, value in labels.items())
 
+    def set_drift(
+        self, score: float | None, samples: int, window: int, threshold: float, components: dict[str, float]
+    ) -> None:
+        """The input drift (None until the window holds enough frames), as drift.DriftWindow reports it."""
+        drift = {"score": score, "threshold": threshold, "samples": samples, "window": window}
+        with self._lock:
+            self._drift = {**drift, "components": dict(components)}
+
     def snapshot(self) -> dict[str, Any]:
         return _snapshot(self._capture())
 
@@ -114,6 +136,13 @@ class Metrics:
             latency.append(("_count", {"stage": stage}, state.counts[stage]))
         _family(lines, "stage_latency_seconds", "summary", latency)
         _family(lines, "info", "gauge", [("", snap["info"], 1)])
+        drift = snap["drift"]
+        if drift is not None:
+            for name, key in _DRIFT:
+                _family(lines, name, "gauge", [("", {}, drift[key])])
+            parts = [("", {"component": part}, value) for part, value in sorted(drift["components"].items())]
+            if parts:
+                _family(lines, "input_drift_component", "gauge", parts)
         return "\n".join(lines) + "\n"
 
     def _capture(self) -> _State:
@@ -129,6 +158,7 @@ class Metrics:
                 frames=self._frames,
                 counters=dict(self._counters),
                 info=dict(self._info),
+                drift=None if self._drift is None else dict(self._drift),
             )
 
 
@@ -141,6 +171,7 @@ class _State(NamedTuple):
     frames: int
     counters: dict[str, int]
     info: dict[str, str]
+    drift: dict[str, Any] | None
 
 
 def _snapshot(state: _State) -> dict[str, Any]:
@@ -161,6 +192,7 @@ def _snapshot(state: _State) -> dict[str, Any]:
         "counters": state.counters,
         "latency_ms": latency_ms,
         "info": state.info,
+        "drift": state.drift,
     }
 
 
@@ -222,9 +254,10 @@ def _number(value: Any) -> str:
 
 def parse_prometheus(text: str) -> dict[str, Any]:
     """The snapshot() a rendered text came from; unknown metrics are skipped, bad lines raise ValueError."""
-    snap: dict[str, Any] = {"fps": None, "frames": 0, "counters": {}, "info": {}}
+    snap: dict[str, Any] = {"fps": None, "frames": 0, "counters": {}, "info": {}, "drift": None}
     latency: dict[str, dict[str, float | None]] = {}
     keys = {label: key for label, _, _, key in QUANTILES}
+    drift_keys = dict(_DRIFT)
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -244,6 +277,12 @@ def parse_prometheus(text: str) -> dict[str, Any]:
             snap["frames"] = _count(value)
         elif name == "info":
             snap["info"] = labels
+        elif name in drift_keys or name == "input_drift_component":
+            drift = snap["drift"] = snap["drift"] or {"score": None, "components": {}}
+            if name in drift_keys:
+                drift[drift_keys[name]] = value if drift_keys[name] in ("score", "threshold") else _count(value)
+            elif "component" in labels and value is not None:
+                drift["components"][labels["component"]] = value
         elif name == "stage_latency_seconds" and "stage" in labels and labels.get("quantile") in keys:
             stage = latency.setdefault(labels["stage"], {key: None for _, _, _, key in QUANTILES})
             stage[keys[labels["quantile"]]] = None if value is None else value * 1000.0

@@ -4,6 +4,12 @@
 camera actually sees (lighting, lens, mounting) instead of the data set the model shipped
 with. Frames are full-resolution JPEGs (quality 95): preprocessing happens again on the
 host with the release's own spec, so nothing model-specific is baked in here.
+
+Once the ring is full it favours frames that differ: each kept frame has a 16x9 thumbnail
+(drift.py's frame statistics) and the frame whose nearest kept neighbour is closest goes,
+the oldest of those within ``TIE_LEVELS`` of that distance, so a static scene still
+renews itself and a scene that changed keeps its earlier look too. Frames left on disk by
+an earlier run have no thumbnail and go first, oldest first.
 """
 
 from __future__ import annotations
@@ -16,15 +22,19 @@ import cv2
 import numpy as np
 
 from .config import SamplesConfig
+from .drift import frame_stats
 from .errors import AgentError
 from .files import write_atomically
 
 SUFFIX = ".jpg"
 JPEG_QUALITY = 95
+# Root-mean-square difference of the thumbnails, in grey levels, below which two candidates
+# for dropping count as equally redundant (about sensor and JPEG noise): the older goes.
+TIE_LEVELS = 1.0
 
 
 class SampleRing:
-    """Saves one frame every ``every_s`` seconds and keeps the newest ``keep`` of them."""
+    """Saves one frame every ``every_s`` seconds and keeps ``keep`` of them, varied ones first."""
 
     def __init__(self, config: SamplesConfig, log: Callable[[str], None], clock: Callable[[], float] = time.time):
         self._config = config
@@ -36,6 +46,8 @@ class SampleRing:
         try:
             os.makedirs(config.dir, exist_ok=True)
             self._files = sorted(n for n in os.listdir(config.dir) if n.endswith(SUFFIX))
+            # By name: the thumbnails of the frames this run wrote.
+            self._thumbnails: dict[str, np.ndarray] = {}
         except OSError as exc:
             raise AgentError(
                 "config",
@@ -64,13 +76,30 @@ class SampleRing:
             return None
         self._failing = False
         self._files.append(name)
+        self._thumbnails[name] = frame_stats(image).thumbnail.astype(np.float64)
         while len(self._files) > self._config.keep:
-            oldest = self._files.pop(0)
+            dropped = self._files.pop(self._redundant())
+            self._thumbnails.pop(dropped, None)
             try:
-                os.unlink(os.path.join(self._config.dir, oldest))
+                os.unlink(os.path.join(self._config.dir, dropped))
             except FileNotFoundError:
                 pass
         return path
+
+    def _redundant(self) -> int:
+        """The index in ``_files`` (oldest first) of the frame the ring misses least."""
+        for index, name in enumerate(self._files):
+            if name not in self._thumbnails:
+                return index
+        stacked = np.stack([self._thumbnails[name].reshape(-1) for name in self._files])
+        # Root-mean-square difference of every pair, through one matrix product (keep x keep,
+        # not keep x keep x pixels); a frame is not its own neighbour.
+        norms = np.einsum("ij,ij->i", stacked, stacked)
+        squared = (norms[:, np.newaxis] + norms[np.newaxis, :] - 2.0 * stacked @ stacked.T) / stacked.shape[1]
+        distances = np.sqrt(np.maximum(squared, 0.0))
+        np.fill_diagonal(distances, np.inf)
+        nearest = distances.min(axis=1)
+        return int(np.flatnonzero(nearest <= nearest.min() + TIE_LEVELS)[0])
 
     @staticmethod
     def _write(path: str, image: np.ndarray) -> None:

@@ -20,6 +20,7 @@ from typing import Any, Iterator, NamedTuple
 
 from .backends import Backend, load_backend
 from .config import Release, SiteConfig, load_release, load_site_config
+from .drift import DriftWindow
 from .errors import AgentError, CameraUnavailable
 from .grabber import Grabber
 from .metrics import Metrics, MetricsServer
@@ -145,6 +146,8 @@ class Service(NamedTuple):
     writer: ResultWriter
     sinks: list[Sink]
     samples: SampleRing | None
+    # None for a release without drift.json (made by an older edgekit): no drift is reported.
+    drift: DriftWindow | None = None
 
 
 def _start(config_path: str, engines_dir: str, stack: contextlib.ExitStack) -> Service:
@@ -198,7 +201,10 @@ def _start(config_path: str, engines_dir: str, stack: contextlib.ExitStack) -> S
         stack.callback(sink.close)
     samples = SampleRing(site.samples, _log) if site.samples is not None else None
     postprocess = make_postprocess(release, backend.output_names, site.topk)
-    return Service(site, release, metrics, pipeline, postprocess, writer, sinks, samples)
+    drift = DriftWindow.for_release(release)
+    if drift is None:
+        _log(f"no drift reference in {release.release_dir}; input drift is not measured")
+    return Service(site, release, metrics, pipeline, postprocess, writer, sinks, samples, drift)
 
 
 def _inference(backend: Backend, release: Release) -> Any:
@@ -241,6 +247,15 @@ def _publish(service: Service, record: dict[str, Any]) -> None:
         sink.publish(line)
 
 
+def _watch_drift(service: Service, inferred: Inferred) -> None:
+    """Where the frame and its outputs meet: every drift.EVERY-th frame joins the window."""
+    if service.drift is None:
+        return
+    drift = service.drift.offer(inferred.frame.image, inferred.outputs)
+    if drift is not None:
+        service.metrics.set_drift(drift.score, drift.samples, drift.window, drift.threshold, drift.components)
+
+
 def _loop(service: Service, stop: StopRequest) -> None:
     heartbeat = Heartbeat(service.metrics)
     frames = 0
@@ -258,6 +273,7 @@ def _loop(service: Service, stop: StopRequest) -> None:
         _publish(service, record)
         if service.samples is not None:
             service.samples.offer(inferred.frame.image)
+        _watch_drift(service, inferred)
         frames += 1
         heartbeat.frame_done(fps)
     _log(f"stopping on signal {stop.signum} after {frames} frames")

@@ -22,6 +22,9 @@ from edgekit.cli.output import console, print_json
 from edgekit.device.layout import UNIT_NAME
 from edgekit.ssh.seam import DEFAULT_KNOWN_HOSTS
 
+# Past the input drift's threshold (edgekit.agent.drift): INT8 ranges fit another scene.
+RECALIBRATE = "the scene differs from the calibration data; run `edgekit calibrate HOST --from-device`"
+
 # The metrics parser shares its module with the service's HTTP server, and http.server (with
 # http.client and ssl behind it) costs every other command more than it takes to run.
 if TYPE_CHECKING:
@@ -75,6 +78,7 @@ def _table(status: DeviceStatus) -> None:
             if stage in latency:
                 quantiles = latency[stage]
                 rows.append((f"{stage} p50 / p99", f"{_ms(quantiles.get('p50'))} / {_ms(quantiles.get('p99'))}"))
+        rows.append(("input drift", _drift(metrics.get("drift"))))
         info: dict[str, str] = metrics["info"]
         rows.append(("release", escape(info.get("release") or "unknown")))
         rows += [(name, escape(value)) for name, value in sorted(info.items()) if name != "release"]
@@ -110,6 +114,19 @@ def _release_rows(status: DeviceStatus) -> list[tuple[str, str]]:
             )
         )
     return rows
+
+
+def _drift(drift: dict[str, Any] | None) -> str:
+    """The input drift against its threshold, with the fix once it is past it (edgekit.agent.drift)."""
+    if drift is None:
+        return "not measured (the release has no drift reference: provision it with this edgekit)"
+    score, threshold = drift.get("score"), drift.get("threshold")
+    if score is None:
+        return f"- (window filling: {_text(drift.get('samples'))} frames)"
+    shown = f"{score:.2f} (threshold {'?' if threshold is None else f'{threshold:.2f}'})"
+    if threshold is not None and score > threshold:
+        return f"[yellow]{shown}[/]: {escape(RECALIBRATE)}"
+    return shown
 
 
 def _when(epoch: float) -> str:
