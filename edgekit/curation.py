@@ -158,7 +158,11 @@ def curate_folder(
     skipped: list[SkippedFile] = []
     signatures: list[_Signature] = []
     for path in paths:
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            skipped.append(SkippedFile(path.name, f"cannot be read ({exc.strerror or exc})"))
+            continue
         if not data:
             skipped.append(SkippedFile(path.name, "empty file"))
             continue

@@ -86,3 +86,10 @@ def test_the_unit_runs_unprivileged_with_cameras_only() -> None:
     # Restart limits belong in [Unit]: in [Service] systemd ignores them.
     text = UNIT_SOURCE.read_text()
     assert text.index("\nStartLimitIntervalSec=") < text.index("\n[Service]\n")
+
+
+def test_the_root_check_before_each_start_runs_python_isolated() -> None:
+    """ExecStartPre runs as root ("+") with the unit's HOME, the service user's: without -I the
+    venv (--system-site-packages) would load that user's site-packages into root's process."""
+    [line] = [line for line in UNIT_SOURCE.read_text().splitlines() if line.startswith("ExecStartPre=")]
+    assert line.startswith("ExecStartPre=-+") and f"{VENV_LINK}/bin/python -I " in line, line

@@ -289,6 +289,10 @@ def _files(*parts: str) -> Files:
 
 
 def _listdir(path: str) -> list[str]:
+    """The names in ``path``; none when it is a symlink. engines/ and the folders in it are the
+    service user's, and root must not be led by a link into listing (and pruning) another folder."""
+    if os.path.islink(path):
+        return []
     try:
         return os.listdir(path)
     except OSError:

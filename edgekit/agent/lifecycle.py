@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import time
 from typing import Any
@@ -40,7 +41,6 @@ CONFIGS_DIR = "configs"
 # The build unit's answers (edgekit/device/build.py), gate figures included.
 BUILDS_DIR = "engines/builds"
 LAST_ROLLBACK_FILE = "last-rollback.json"
-STATES = ("on trial", "committed", "rolled back", "failed trial", "failed gate")
 # A trial waits this long at most for a service that is still loading (an engine build in the
 # service itself); the service stops extending its start timeout after the same hour
 # (edgekit/agent/service.py EXTEND_CAP_S, not imported: this module runs before numpy exists).
@@ -115,8 +115,6 @@ class Device:
     def last_rollback(self) -> dict[str, Any] | None:
         return read_json(os.path.join(self.lifecycle, LAST_ROLLBACK_FILE))
 
-    def committed(self) -> bool:
-        return self.record(self.link("committed") or "").get("state") == "committed"
 
 
 def begin(
@@ -187,6 +185,10 @@ def check(state_dir: str, by: str, starting: bool = False, now: float | None = N
     now = time.time() if now is None else now
     if starting:
         trial["starts"] = int(trial.get("starts", 0)) + 1
+        if trial["starts"] == 1:
+            # Results count from the release's own first start: re-trying the serving release
+            # (a new config or runtime), its old process writes under the same id until then.
+            trial["started"] = now
         device.write_trial(trial)
     release = trial["release"]
     if device.link("current") != release:
@@ -280,6 +282,9 @@ def rollback(state_dir: str, reason: str, by: str, to: str | None = None, restar
     """Switch back to ``to`` (a committed release) or the trial's fallback, and record why."""
     device = Device(state_dir)
     trial = device.trial()
+    if trial is None and to is None:
+        # Decided already (the deadline timer or ExecStartPre got there first): nothing to undo.
+        return status(state_dir)
     current = device.link("current")
     target = to if to is not None else (trial or {}).get("fallback")
     failed = trial["release"] if trial is not None else current
@@ -357,11 +362,15 @@ def status(state_dir: str, produced: int | None = None) -> dict[str, Any]:
 def count_results(path: str, release: str, since: float) -> int:
     """Result lines ``release`` wrote at or after ``since``, in the newest part of the file."""
     try:
-        with open(path, "rb") as handle:
+        # The results file is the service user's: root follows no link and reads a bounded tail.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                return 0
             handle.seek(0, os.SEEK_END)
             size = handle.tell()
             handle.seek(max(0, size - RESULTS_TAIL_BYTES))
-            lines = handle.read().splitlines()
+            lines = handle.read(RESULTS_TAIL_BYTES).splitlines()
     except OSError:
         return 0
     count = 0
@@ -428,6 +437,8 @@ def _arm_timer(device: Device, release: str, deadline_s: float) -> None:
         f"--description=edgekit trial deadline of release {release}",
         "--",
         _python(),
+        # Isolated: no user site-packages or PYTHON* variables in a check that runs as root.
+        "-I",
         agent,
         "lifecycle",
         "check",

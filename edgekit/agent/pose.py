@@ -16,7 +16,7 @@ def keypoints(extras: np.ndarray, kpt_shape: tuple[int, int], geometry: Geometry
     """Per box, its keypoints as ``[x, y]`` or ``[x, y, visibility]`` in source pixels."""
     count, dims = kpt_shape
     points = np.asarray(extras, dtype=np.float32)[:, : count * dims].reshape(-1, count, dims)
-    mapped = to_source(points[:, :, :2].reshape(len(points), -1), geometry).reshape(-1, count, 2)
+    mapped = to_source(points[:, :, :2].reshape(len(points), count * 2), geometry).reshape(-1, count, 2)
     found = []
     for box_xy, box_points in zip(mapped, points):
         rows = []

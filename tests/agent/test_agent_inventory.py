@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -245,3 +246,17 @@ def test_the_agent_command_line_prints_one_answer(state: Path, capsys: pytest.Ca
     answer = json.loads(capsys.readouterr().out)
     assert answer["check"] is True and answer["keep"] == 2
     assert sorted(os.listdir(state / "releases")) == [f"r{index}" for index in range(8)]
+
+
+def test_prune_follows_no_link_in_the_service_user_s_engine_folders(state: Path, tmp_path: Path) -> None:
+    """engines/ is the service user's: a folder there swapped for a link must not lead root elsewhere."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious.cache").write_text("keep me")
+    os.utime(elsewhere / "precious.cache", (0, 0))
+    timing = state / "engines" / "timing"
+    if timing.exists():
+        shutil.rmtree(timing)
+    timing.symlink_to(elsewhere)
+    inventory.prune(str(state), keep=0, now=LATER)
+    assert (elsewhere / "precious.cache").read_text() == "keep me"

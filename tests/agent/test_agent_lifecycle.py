@@ -86,7 +86,17 @@ def test_a_trial_begins_with_the_serving_release_as_its_fallback(state: Path, sy
     [armed] = [call for call in systemd.calls if call[0] == "systemd-run"]
     assert "--unit=edgekit-trial-b" in armed and "--on-active=61s" in armed
     agent = str(state / "releases" / "b" / "agent.pyz")
-    assert armed[armed.index("--") + 2 :] == (agent, "lifecycle", "check", "--by", "device", "--state-dir", str(state))
+    # Isolated (-I): a check run as root reads none of the service user's site-packages.
+    assert armed[armed.index("--") + 2 :] == (
+        "-I",
+        agent,
+        "lifecycle",
+        "check",
+        "--by",
+        "device",
+        "--state-dir",
+        str(state),
+    )
 
 
 def test_a_release_that_writes_its_results_is_committed(state: Path, systemd: Systemd) -> None:
@@ -269,3 +279,31 @@ def test_a_release_the_gate_refused_is_kept_as_failed_gate_until_it_goes_on_tria
     )
     # Provisioned again with a gate it passes (another --gate-threshold), it goes on trial as any release.
     assert begin(state, "b")["current_state"] == "on trial"
+
+
+def test_a_host_rollback_after_the_device_decided_changes_nothing(state: Path, systemd: Systemd) -> None:
+    serving(state, "a")
+    begin(state, "b")
+    lifecycle.check(str(state), "device", now=2000.0)  # the timer rolled back first
+    before = lifecycle.status(str(state))
+    assert lifecycle.rollback(str(state), "it sent no READY", "host") == before
+    assert lifecycle.Device(str(state)).record("a")["state"] == "committed"
+
+
+def test_a_serving_release_tried_again_counts_only_its_new_process_results(state: Path, systemd: Systemd) -> None:
+    serving(state, "a")
+    begin(state, "b")
+    results(state, "b", 5, ts=1001.0)
+    lifecycle.check(str(state), "host", now=1002.0)  # b committed
+    # b again (a new site config): its old process writes on until the restart reaches ExecStartPre.
+    begin(state, "b", now=1100.0)
+    results(state, "b", 5, ts=1101.0)
+    assert lifecycle.check(str(state), "device", starting=True, now=1102.0)["trial"]["produced"] == 0
+    results(state, "b", 5, ts=1103.0)
+    assert lifecycle.check(str(state), "host", now=1104.0)["current_state"] == "committed"
+
+
+def test_results_are_read_from_a_regular_file_only(state: Path, systemd: Systemd) -> None:
+    # The results folder is the service user's: a link to a device file must not hang root's check.
+    os.symlink("/dev/zero", state / "results" / "results.jsonl")
+    assert lifecycle.count_results(str(state / "results" / "results.jsonl"), "b", 0.0) == 0

@@ -69,3 +69,8 @@ def test_outlines_are_in_source_pixels():
     # x scale 1/4, y scale 1/2: the disc about (320, 160) in the 640x320 frame, 128 wide and 64 high.
     assert abs(points[:, 0].min() - 192) <= 8 and abs(points[:, 0].max() - 448) <= 8
     assert abs(points[:, 1].min() - 96) <= 4 and abs(points[:, 1].max() - 224) <= 4
+
+
+def test_a_frame_without_boxes_has_no_keypoints():
+    # An empty scene must not stop the service.
+    assert keypoints(np.zeros((0, 12), np.float32), (4, 3), letterbox_geometry(480, 640, 320, 320)) == []
