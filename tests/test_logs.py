@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from edgekit import api
 from edgekit.cli import app
-from edgekit.device.build import RECONNECT_S
-from edgekit.device.logs import LogsRequest, field_text, journal_argv, parse_entry, read_journal
+from edgekit.device.build import RECONNECT_S, field_text
+from edgekit.device.logs import LogsRequest, journal_argv, parse_entry, read_journal
 from edgekit.errors import DeviceUnreachable, RemoteCommandFailed, UsageError
 from edgekit.testing import FakeClock, FakeConnection, Reply, Run
 

@@ -87,7 +87,7 @@ class BuildWatch:
             except ValueError:
                 continue
             self.cursor = entry.get("__CURSOR", self.cursor)
-            lines.append(_message(entry.get("MESSAGE")))
+            lines.append(field_text(entry.get("MESSAGE")))
         return lines
 
     @property
@@ -95,11 +95,14 @@ class BuildWatch:
         return self.state is not None and self.state.get("ActiveState") in _RUNNING
 
 
-def _message(value: Any) -> str:
-    # journald's JSON gives a message that is not valid UTF-8 as a list of byte values.
+def field_text(value: Any) -> str:
+    """A journal field as text. journald's JSON gives a value that is not valid UTF-8 as a list
+    of byte values, and a field logged more than once as a list of its values."""
     if isinstance(value, list):
-        return bytes(value).decode("utf-8", "replace")
-    return str(value or "")
+        if all(isinstance(item, int) for item in value):
+            return bytes(value).decode("utf-8", "replace")
+        return "\n".join(field_text(item) for item in value)
+    return "" if value is None else str(value)
 
 
 def start_build(conn: Connection, rid: str, restart_after: str | None = None) -> tuple[BuildWatch, bool]:

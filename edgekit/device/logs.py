@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from edgekit.device.answers import ResultRecord
-from edgekit.device.build import RECONNECT_S, unit_name
+from edgekit.device.build import RECONNECT_S, field_text, unit_name
 from edgekit.device.layout import UNIT_NAME, release_dir
 from edgekit.errors import DeviceError, DeviceUnreachable, RemoteCommandFailed, UsageError
 from edgekit.ssh.seam import Connection, failure_sentence
@@ -114,16 +114,6 @@ def parse_entry(line: str, unit: str) -> LogEntry | None:
         record=_record(message),
         cursor=field_text(fields.get("__CURSOR")),
     )
-
-
-def field_text(value: Any) -> str:
-    """A journal field as text. journald's JSON gives a value that is not valid UTF-8 as a list
-    of byte values, and a field logged more than once as a list of its values."""
-    if isinstance(value, list):
-        if all(isinstance(item, int) for item in value):
-            return bytes(value).decode("utf-8", "replace")
-        return "\n".join(field_text(item) for item in value)
-    return "" if value is None else str(value)
 
 
 def _number(value: Any) -> int | None:
