@@ -22,6 +22,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 import time
 from typing import Any
 
@@ -412,15 +413,11 @@ def service_state() -> dict[str, str]:
     return dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
 
 
-def _timer_unit(release: str) -> str:
-    return f"edgekit-trial-{release}"
-
-
 def _timer_units(release: str) -> tuple[str, str]:
     """The two names a trial's timer takes in turn: the timer's own check (a service still
     loading at the deadline) arms the next one, and systemd refuses a transient unit named like
     one that still runs, so that one takes the other name."""
-    unit = _timer_unit(release)
+    unit = f"edgekit-trial-{release}"
     return unit, f"{unit}-again"
 
 
@@ -436,7 +433,8 @@ def _arm_timer(device: Device, release: str, deadline_s: float) -> None:
         "--timer-property=AccuracySec=1s",
         f"--description=edgekit trial deadline of release {release}",
         "--",
-        _python(),
+        # The venv's interpreter, which runs this check too.
+        sys.executable or "/usr/bin/python3",
         # Isolated: no user site-packages or PYTHON* variables in a check that runs as root.
         "-I",
         agent,
@@ -479,12 +477,6 @@ def _own_unit() -> str:
             if part.endswith(".service"):
                 return part
     return ""
-
-
-def _python() -> str:
-    import sys
-
-    return sys.executable or "/usr/bin/python3"
 
 
 def _systemctl(*args: str) -> str:
