@@ -1,5 +1,6 @@
 """The camera service's result lines, read by the host as ``ResultRecord``; the parts
-come from the agent's own postprocessing, so the shapes are the ones the service writes."""
+come from the agent's own postprocessing, so the shapes are the ones the service writes.
+And the build unit's answer, read as ``BuildAnswer``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from edgekit.agent.postprocess import classify, raw_outputs
-from edgekit.device.answers import ResultRecord
+from edgekit.device.answers import Baseline, BuildAnswer, GateReport, ResultRecord
 from edgekit.errors import DeviceError
 
 LATENCY = {"grab": 1.0, "pre": 2.0, "infer": 3.0, "post": 0.5, "total": 7.0}
@@ -47,7 +48,43 @@ def test_the_first_frame_has_no_fps_yet() -> None:
 
 
 def test_a_result_of_another_shape_is_one_sentence() -> None:
-    with pytest.raises(
-        DeviceError, match=r"^The camera service's result line has latency_ms.pre = None, not a number"
-    ):
+    with pytest.raises(DeviceError, match=r"^The camera service's result line has latency_ms.pre = None, not a number"):
         ResultRecord.parse(record(latency_ms={"grab": 1.0}))
+
+
+GATE = {
+    "samples": 10,
+    "top1_agreement": 0.9,
+    "output_cosine": 0.99,
+    "max_abs_diff": 0.5,
+    "accuracy": None,
+    "reference_accuracy": None,
+    "infer_ms_mean": 1.5,
+}
+
+
+def build_answer(**changes: Any) -> dict[str, Any]:
+    """As edgekit/agent/build.py writes it."""
+    base = {"release": "r2", "backend": "onnxruntime", "precision": "int8", "ready_s": 0.5, "gate": GATE}
+    return {**base, "invocation": "inv1", **changes}
+
+
+def test_a_build_answer_without_a_baseline_has_none() -> None:
+    assert BuildAnswer.parse(build_answer()).baseline is None
+
+
+def test_a_build_answer_carries_the_serving_release_s_gate_on_the_same_samples() -> None:
+    old_gate = {**GATE, "top1_agreement": 0.7}
+    parsed = BuildAnswer.parse(build_answer(baseline={"release": "r1", "gate": old_gate}))
+    assert parsed.baseline == Baseline("r1", GateReport(**old_gate), None)
+    assert parsed.gate.top1_agreement == 0.9
+
+
+def test_a_baseline_that_could_not_be_gated_says_why() -> None:
+    parsed = BuildAnswer.parse(build_answer(baseline={"release": "r1", "error": "release.json is missing"}))
+    assert parsed.baseline == Baseline("r1", None, "release.json is missing")
+
+
+def test_a_malformed_baseline_is_one_sentence() -> None:
+    with pytest.raises(DeviceError, match=r"^The device's build answer has baseline.gate.samples = 'ten', not an int"):
+        BuildAnswer.parse(build_answer(baseline={"release": "r1", "gate": {**GATE, "samples": "ten"}}))

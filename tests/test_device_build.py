@@ -10,6 +10,7 @@ import pytest
 
 from edgekit.device import build
 from edgekit.device.answers import BuildAnswer, GateReport
+from edgekit.device.layout import release_dir
 from edgekit.errors import DeviceError, DeviceUnreachable
 from edgekit.testing import FakeClock, FakeConnection, Reply, Run
 
@@ -173,3 +174,29 @@ def test_a_malformed_answer_is_one_sentence(fake_connection: FakeConnection) -> 
     device(fake_connection, Unit([], ["inactive"]), answer(gate={**GATE, "samples": "ten"}))
     with pytest.raises(DeviceError, match=r"^The device's build answer has gate.samples = 'ten', not an int; .*re-run"):
         build.follow_build(build.BuildWatch(fake_connection, RID), lambda line: None, sleep=FakeClock().sleep)
+
+
+def started_agent_argv(fake: FakeConnection, **options: Any) -> tuple[str, ...]:
+    """The agent's own command line in the ``systemd-run`` that ``start_build`` runs."""
+    fake.on(FOLLOW, Unit([], ["inactive"]))
+    fake.on(["systemctl"])
+    fake.on(["rm"])
+    fake.on(["systemd-run"])
+    _, started = build.start_build(fake, RID, **options)
+    assert started
+    [run] = [call for call in fake.runs if call.argv[0] == "systemd-run"]
+    return run.argv[run.argv.index("--") + 1 :]
+
+
+def test_a_build_gates_the_serving_release_too_when_it_is_another(fake_connection: FakeConnection) -> None:
+    argv = started_agent_argv(fake_connection, baseline="r0")
+    assert argv[-4:] == ("--result", build.result_path(RID), "--baseline-release-dir", release_dir("r0"))
+
+
+@pytest.mark.parametrize("baseline", [None, RID])
+def test_a_build_without_another_serving_release_compares_with_none(
+    fake_connection: FakeConnection, baseline: str | None
+) -> None:
+    argv = started_agent_argv(fake_connection, baseline=baseline)
+    assert "--baseline-release-dir" not in argv
+    assert argv[-2:] == ("--result", build.result_path(RID))

@@ -27,7 +27,7 @@ def _facts(args: argparse.Namespace) -> dict[str, Any]:
 def _build(args: argparse.Namespace) -> dict[str, Any]:
     from .build import build_and_record
 
-    return build_and_record(args.release_dir, args.samples, args.engines_dir, args.result)
+    return build_and_record(args.release_dir, args.samples, args.engines_dir, args.result, args.baseline_release_dir)
 
 
 def _lifecycle(args: argparse.Namespace) -> dict[str, Any]:
@@ -85,6 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--samples", required=True, help=".npz with inputs, reference, labels")
     build.add_argument("--engines-dir", default=ENGINES_DIR)
     build.add_argument("--result", required=True, help="where the JSON answer is also written")
+    build.add_argument(
+        "--baseline-release-dir", help="the release serving now, gated on the same samples for comparison"
+    )
     build.set_defaults(run=_build)
 
     serve = commands.add_parser("serve", help="run the camera service (under systemd)")

@@ -53,6 +53,16 @@ class GateReport:
 
 
 @dataclass(frozen=True)
+class Baseline:
+    """The release serving when the build ran, gated on the same samples as the new one:
+    its gate, or (exactly one of the two) why it could not be gated."""
+
+    release: str
+    gate: GateReport | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class BuildAnswer:
     """The build unit's answer: the model ready on the device, and its gate figures."""
 
@@ -63,6 +73,8 @@ class BuildAnswer:
     gate: GateReport
     # systemd's id of the build unit's run, to find its lines in the journal later.
     invocation: str | None
+    # Only when the build was asked to compare against the serving release.
+    baseline: Baseline | None = None
 
     @classmethod
     def parse(cls, data: dict[str, Any]) -> BuildAnswer:

@@ -105,11 +105,15 @@ def field_text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def start_build(conn: Connection, rid: str, restart_after: str | None = None) -> tuple[BuildWatch, bool]:
+def start_build(
+    conn: Connection, rid: str, restart_after: str | None = None, baseline: str | None = None
+) -> tuple[BuildWatch, bool]:
     """Start the build unit, or attach to the one already running; True when it was started.
 
     With ``restart_after``, that service is stopped for the build and started again by the
     build unit itself when it ends, so a host that never comes back leaves no camera down.
+    With ``baseline`` (the release serving now), the unit gates that release too, on the
+    same samples, for an old-against-new comparison.
     """
     watch = BuildWatch(conn, rid)
     watch.refresh()
@@ -122,6 +126,7 @@ def start_build(conn: Connection, rid: str, restart_after: str | None = None) ->
     restart = (
         [] if restart_after is None else [f"--property=ExecStopPost=+/bin/systemctl start --no-block {restart_after}"]
     )
+    compare = [] if baseline is None or baseline == rid else ["--baseline-release-dir", release_dir(baseline)]
     if restart_after is not None:
         conn.run(["systemctl", "stop", restart_after], sudo=True)
     conn.run(
@@ -149,6 +154,7 @@ def start_build(conn: Connection, rid: str, restart_after: str | None = None) ->
             ENGINES_DIR,
             "--result",
             result_path(rid),
+            *compare,
         ],
         sudo=True,
     )
