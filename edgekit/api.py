@@ -20,7 +20,7 @@ changed one always is. Errors are ``edgekit.errors.EdgekitError`` subclasses, ea
 sentence that names the fix; ``logs`` yields the journal entry by entry, and its connection
 closes when the iteration ends. Code that needs provisioning's stages one by one (calibrate,
 releases, fleets) uses ``edgekit.provision``: ``plan_provision``, ``plan_release``,
-``upload``, ``install_runtime``, ``build_and_gate``, ``activate``.
+``upload``, ``install_runtime``, ``build_and_gate`` (``build_and_measure``), ``activate``.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from edgekit.device.trial import TrialPolicy
 from edgekit.exporters import ModelOverrides
 from edgekit.profiles import ProfileError
 from edgekit.provision import Plan, ProvisionRequest, ProvisionResult, Reporter, RollbackResult
+from edgekit.recalibration import CalibrateRequest, CalibrationRefused, CalibrationResult, FrameSource
 from edgekit.source import SourceSpec
 from edgekit.ssh.seam import DEFAULT_KNOWN_HOSTS, Connection
 
@@ -48,8 +49,12 @@ if TYPE_CHECKING:
     from edgekit.device.status import DeviceStatus
 
 __all__ = [
+    "CalibrateRequest",
+    "CalibrationRefused",
+    "CalibrationResult",
     "Endpoint",
     "FactsReport",
+    "FrameSource",
     "LogEntry",
     "LogsRequest",
     "ModelOverrides",
@@ -60,6 +65,7 @@ __all__ = [
     "RollbackResult",
     "SourceSpec",
     "TrialPolicy",
+    "calibrate",
     "facts",
     "logs",
     "plan",
@@ -166,6 +172,20 @@ def rollback(
     trial a new release passes (edgekit.provision.roll_back)."""
     with _endpoint(device).connect() as conn:
         return stages.roll_back(conn, to, policy or TrialPolicy(), reporter or Reporter())
+
+
+def calibrate(
+    device: Endpoint | str, request: CalibrateRequest, reporter: Reporter | None = None, check: bool = False
+) -> CalibrationResult:
+    """Recalibrate the serving release's model on frames of the real scene (a folder, a video or
+    the device's sample frames), compare it with the serving release on the same held-out
+    frames, and switch it in on trial (edgekit.recalibration). A refusal by the gate raises
+    ``CalibrationRefused`` with both releases' figures; with ``check``, only the data is
+    prepared and reported and nothing is built."""
+    from edgekit.recalibration import calibrate as recalibrate
+
+    with _endpoint(device).connect() as conn:
+        return recalibrate(conn, request, reporter or Reporter(), check)
 
 
 def releases(device: Endpoint | str) -> Releases:

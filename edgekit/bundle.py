@@ -20,6 +20,7 @@ from edgekit.agent.config import BOX_TASKS, CALIBRATION_FILE, PRECISIONS
 from edgekit.agent.drift import DRIFT_FILE, reference_summary, top_score
 from edgekit.agentpack import build_agent
 from edgekit.calibration import prepare
+from edgekit.curation import SUBSET_COUNT
 from edgekit.errors import ModelError
 from edgekit.exporters import ModelOverrides
 from edgekit.gate import default_threshold
@@ -49,6 +50,8 @@ class BundleRequest:
     # ``model`` as edgekit.model.inspect_model already read it with ``overrides`` (inspecting
     # runs the model once); None inspects it here.
     inspected: ModelInfo | None = None
+    # Calibration frames kept at most: past it, a diverse subset (edgekit.curation).
+    calibration_count: int = SUBSET_COUNT
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,14 @@ def build_bundle(request: BundleRequest, log: Callable[[str], None] = lambda tex
     log(f"model {model.path.name}: {model.inputs[0].name}{list(model.inputs[0].shape)}, opset {model.opset}")
     for note in model.notes:
         log(note)
-    data = prepare(request.calib_dir, request.holdout_dir, model.preprocess, model.labels, log=log)
+    data = prepare(
+        request.calib_dir,
+        request.holdout_dir,
+        model.preprocess,
+        model.labels,
+        count=request.calibration_count,
+        log=log,
+    )
     key = hashlib.sha256(
         json.dumps(
             [

@@ -140,16 +140,19 @@ def curate_folder(
     minimum: int = FLOOR,
     recommended: int = RECOMMENDED,
     expected_size: tuple[int, int] | None = None,
+    name: str | None = None,
 ) -> Curated:
     """The frames of ``directory`` worth calibrating on, at most ``count``, in file-name order.
 
     Refuses (ModelError, one sentence) when fewer than ``minimum`` are usable after skipping and
     de-duplication; warns in the report below ``recommended``. ``expected_size`` is the camera's
-    (width, height); without it, the folder's most common size is expected.
+    (width, height); without it, the folder's most common size is expected. ``name`` is how the
+    report and the refusals call the folder (a temporary one holds a video's or a device's frames).
     """
     import cv2
     import numpy as np
 
+    source = name or str(directory)
     paths = list_images(directory)
     images = set(paths)
     ignored = tuple(
@@ -177,12 +180,12 @@ def curate_folder(
             signatures.append(_signature(path.name, frame))
     if not signatures:
         raise ModelError(
-            f"{directory} holds no usable images ({len(skipped)} unreadable, {len(ignored)} other files); "
+            f"{source} holds no usable images ({len(skipped)} unreadable, {len(ignored)} other files); "
             f"put the camera's frames there as {', '.join(s[1:].upper() for s in IMAGE_SUFFIXES)} files."
         )
     unique, duplicates = _deduplicate(signatures)
     if len(unique) < minimum:
-        raise ModelError(floor_sentence(str(directory), len(unique), minimum, len(skipped), len(duplicates)))
+        raise ModelError(floor_sentence(source, len(unique), minimum, len(skipped), len(duplicates)))
     chosen = unique if len(unique) <= count else [unique[i] for i in k_center([s.descriptor for s in unique], count)]
     expected = expected_size or _most_common([s.size for s in signatures])
     odd = tuple(OddSize(s.name, *s.size) for s in signatures if _far_from(s.size, expected))
@@ -192,7 +195,7 @@ def curate_folder(
     if odd:
         warnings.append(f"{len(odd)} frames far from the expected {expected[0]}x{expected[1]}")
     report = CurationReport(
-        source=str(directory),
+        source=source,
         images=len(paths),
         ignored=ignored,
         skipped=tuple(skipped),

@@ -26,6 +26,7 @@
     │       ├── AgentMetricsError      metrics: the service's metrics port cannot be served
     │       └── AgentLifecycleError    lifecycle: a release cannot be switched, committed or rolled back
     ├── GateFailed                     exit 6  the quantized model disagrees with FP32
+    │   └── CalibrationRefused         (edgekit.recalibration) with both releases' figures
     ├── ActivationFailed               exit 7  the service did not become healthy
     └── TwinError                      exit 8  the local Jetson twin cannot run here
 

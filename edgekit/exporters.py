@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import json
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,9 @@ class ModelOverrides:
     labels: Path | None = None
     layout: str | None = None
     color: str | None = None
+    # What a serving release's record states of its model (task, labels, preprocess, detect,
+    # input_size): `edgekit calibrate` recalibrates the model exactly as that release serves it.
+    release: Mapping[str, Any] | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -78,6 +82,8 @@ def declared(model: onnx.ModelProto, path: Path, overrides: ModelOverrides) -> D
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ModelError(f"{sidecar} is not valid TOML ({exc}); fix it or remove it.") from exc
         _edgekit(found, data, sidecar.name, sidecar)
+    if overrides.release is not None:
+        _edgekit(found, dict(overrides.release), "the serving release's record", path)
     _command_line(found, overrides)
     return found
 
@@ -184,5 +190,6 @@ def _command_line(found: Declared, overrides: ModelOverrides) -> None:
         found.preprocess["layout"] = overrides.layout
     if overrides.color is not None:
         found.preprocess["color"] = overrides.color
-    if any(value is not None for value in vars(overrides).values()):
+    stated = (overrides.task, overrides.input_size, overrides.labels, overrides.layout, overrides.color)
+    if any(value is not None for value in stated):
         found.sources.append("the command line")

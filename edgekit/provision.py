@@ -7,16 +7,18 @@ upload, and the service is switched to the new release only after the accuracy g
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgekit.bundle import Bundle, BundleRequest, build_bundle
+from edgekit.curation import SUBSET_COUNT
 from edgekit.device import build, install, service, trial
-from edgekit.device.answers import GateReport, ResultRecord
+from edgekit.device.answers import Baseline, BuildAnswer, GateReport, ResultRecord
 from edgekit.device.blobs import Blob, prepare_store, upload_blobs
 from edgekit.device.facts import DeviceFacts, read_facts
 from edgekit.device.layout import CURRENT_LINK, METRICS, RESULTS_FILE, SAMPLES, UNIT_NAME
@@ -61,6 +63,10 @@ class ProvisionRequest:
     mixed_precision: str = "off"
     # What the release must show on trial before it is committed (--trial-results, --trial-deadline).
     trial: TrialPolicy = TrialPolicy()
+    # Calibration images kept at most; past it, a diverse subset (edgekit.curation).
+    calibration_count: int = SUBSET_COUNT
+    # ``--sample-every``: seconds between the frames the service keeps for recalibration; None keeps the agent's.
+    sample_every_s: float | None = None
 
 
 @dataclass
@@ -151,6 +157,7 @@ def plan_provision(
             mixed_precision=request.mixed_precision,
             gate_threshold=request.gate_threshold,
             inspected=model,
+            calibration_count=request.calibration_count,
         ),
         log=reporter.step,
     )
@@ -180,7 +187,13 @@ def release_files(bundle: Bundle, settings: Settings, source: SourceSpec) -> dic
     return files
 
 
-def site_config(source: SourceSpec, settings: Settings, outputs: dict[str, Any] | None = None) -> dict[str, Any]:
+def site_config(
+    source: SourceSpec,
+    settings: Settings,
+    outputs: dict[str, Any] | None = None,
+    sample_every_s: float | None = None,
+) -> dict[str, Any]:
+    samples = SAMPLES if sample_every_s is None else SAMPLES._replace(every_s=sample_every_s)
     return {
         "release_dir": CURRENT_LINK,
         "source": {"uri": source.device_uri(CURRENT_LINK), "loop": source.loop, "realtime": True},
@@ -188,7 +201,7 @@ def site_config(source: SourceSpec, settings: Settings, outputs: dict[str, Any] 
         "results": {"path": RESULTS_FILE, "max_bytes": RESULTS_MAX_BYTES, "backups": 3},
         "topk": 3,
         "metrics": METRICS._asdict(),
-        "samples": SAMPLES._asdict(),
+        "samples": samples._asdict(),
         **(outputs or {}),
     }
 
@@ -239,13 +252,20 @@ class ReleasePlan:
         ]
 
 
-def plan_release(plan: Plan, request: ProvisionRequest) -> ReleasePlan:
+def plan_release(
+    plan: Plan, request: ProvisionRequest, carried: Mapping[str, Blob] | None = None, site: Blob | None = None
+) -> ReleasePlan:
     """The release for ``plan``: made on the host (the runtime's wheels are fetched here),
-    identical for identical inputs, and nothing on the device is read or written."""
+    identical for identical inputs, and nothing on the device is read or written.
+
+    ``carried`` are files of the serving release it keeps, by name (blobs already on the
+    device: a recalibrated release ships the video the site config names), and ``site`` the
+    site config to install instead of one made from the request (a recalibration keeps it)."""
     bundle, settings, platform = plan.bundle, plan.settings, plan.facts.platform
     python_version = plan.facts.python.version
     wheels = [Blob.of(path) for path in fetch_wheels(python_version, platform.machine, platform.glibc)]
     files = {name: Blob.of(path) for name, path in release_files(bundle, settings, request.source).items()}
+    files.update(carried or {})
     # The release id must not depend on release.json, which names it: hash the rest first.
     rid = install.release_id(files)
     manifest = release_manifest(bundle, settings, rid)
@@ -256,8 +276,10 @@ def plan_release(plan: Plan, request: ProvisionRequest) -> ReleasePlan:
         manifest=manifest,
         files=files,
         wheels=wheels,
-        camera_json=_json_blob(
-            bundle.directory / "camera.json", site_config(request.source, settings, request.outputs)
+        camera_json=site
+        or _json_blob(
+            bundle.directory / "camera.json",
+            site_config(request.source, settings, request.outputs, request.sample_every_s),
         ),
         unit=Blob.of(install.UNIT_SOURCE),
         gpu_dropin=Blob.of(install.GPU_DROPIN_SOURCE) if settings.build.backend == "tensorrt" else None,
@@ -301,9 +323,37 @@ def build_and_gate(
     is kept, because its build goes on and a re-run attaches to it. One the gate refuses is
     kept for inspection as "failed gate" (`edgekit releases`), never switched in.
     """
+    gated = build_and_measure(conn, plan, release, installed, threshold, reporter)
+    if gated.refused:
+        raise GateFailed(gated.refused)
+    return gated.gate
+
+
+@dataclass(frozen=True)
+class Gated:
+    """A built release's gate figures, held to the task's measure and threshold."""
+
+    gate: GateReport
+    # The release that was serving, gated on the same samples (build_and_measure's ``baseline``).
+    baseline: Baseline | None
+    # Why the gate refused the release, which is then kept as "failed gate"; None when it passed.
+    refused: str | None
+
+
+def build_and_measure(
+    conn: Connection,
+    plan: Plan,
+    release: ReleasePlan,
+    installed: Installed,
+    threshold: float,
+    reporter: Reporter,
+    baseline: str | None = None,
+) -> Gated:
+    """``build_and_gate`` without raising on a refusal; with ``baseline`` (a release id), that
+    release is gated on the same samples by the same build unit, for old-against-new figures."""
     rid = release.release
     try:
-        gate = _build_and_gate(conn, rid, plan.settings, reporter)
+        answer = _build_and_gate(conn, rid, plan.settings, reporter, baseline)
     except DeviceUnreachable:
         raise
     except BaseException:
@@ -312,14 +362,15 @@ def build_and_gate(
         raise
     # The measure is named in the summary and --json: a detector is not gated on top-1 agreement.
     task = plan.bundle.model.task
-    gate = gate.held_to(task, threshold)
+    gate = answer.gate.held_to(task, threshold)
+    old = answer.baseline
+    if old is not None and old.gate is not None:
+        old = dataclasses.replace(old, gate=old.gate.held_to(task, threshold))
     detect = plan.bundle.model.detect
     refused = refusal(gate, task, plan.settings.build.precision, conf=None if detect is None else detect.conf)
-    if refused:
-        if install.current_release(conn) != rid:
-            trial.refuse(conn, rid, refused)
-        raise GateFailed(refused)
-    return gate
+    if refused and install.current_release(conn) != rid:
+        trial.refuse(conn, rid, refused)
+    return Gated(gate, old, refused)
 
 
 def activate(
@@ -461,10 +512,12 @@ def provision(conn: Connection, plan: Plan, request: ProvisionRequest, reporter:
     )
 
 
-def _build_and_gate(conn: Connection, rid: str, settings: Settings, reporter: Reporter) -> GateReport:
-    """Run (or reattach to) the build unit and return the gate figures it measured."""
+def _build_and_gate(
+    conn: Connection, rid: str, settings: Settings, reporter: Reporter, baseline: str | None = None
+) -> BuildAnswer:
+    """Run (or reattach to) the build unit and return its answer: the gate figures it measured."""
     pause = settings.build.stop_service_during_build and service.is_active(conn)
-    watch, started = build.start_build(conn, rid, restart_after=UNIT_NAME if pause else None)
+    watch, started = build.start_build(conn, rid, restart_after=UNIT_NAME if pause else None, baseline=baseline)
     if started:
         reporter.step(f"building the {settings.build.precision} model on the device ({watch.unit})")
         if pause:
@@ -473,7 +526,7 @@ def _build_and_gate(conn: Connection, rid: str, settings: Settings, reporter: Re
         reporter.step(f"reattached to the build already running ({watch.unit})")
     answer = build.follow_build(watch, reporter.device_line, on_drop=reporter.step)
     reporter.step(f"model ready on the device in {answer.ready_s:.1f} s; gate run")
-    return answer.gate
+    return answer
 
 
 def _json_blob(path: Path, data: dict[str, Any]) -> Blob:

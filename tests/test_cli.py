@@ -8,8 +8,14 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+from edgekit.errors import DeviceUnreachable
+
+if TYPE_CHECKING:
+    from edgekit.provision import ProvisionRequest
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples" / "digits"
@@ -168,3 +174,28 @@ def test_mixed_precision_auto_is_accepted_and_a_bad_mode_refused(tmp_path: Path)
     refused = edgekit(tmp_path, *provision_args(tmp_path, SAMPLES / "model.onnx", port), "--mixed-precision", "on")
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert "'on' is not one of off, auto" in " ".join(refused.stderr.split())
+
+
+def test_sample_every_reaches_the_request_and_a_too_short_cadence_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from edgekit.cli import app
+    from edgekit.cli import provision as command
+
+    requests: list[ProvisionRequest] = []
+
+    def provision(device: object, request: ProvisionRequest) -> None:
+        requests.append(request)
+        raise DeviceUnreachable("not there")
+
+    # In-process, so the request the command builds can be seen; nothing connects.
+    monkeypatch.setattr(command, "_provision_with_progress", provision)
+    args = provision_args(tmp_path, SAMPLES / "model.onnx", 1)
+    CliRunner().invoke(app, [*args, "--sample-every", "0.5"])
+    CliRunner().invoke(app, args)
+    assert [request.sample_every_s for request in requests] == [0.5, None]
+    refused = CliRunner().invoke(app, [*args, "--sample-every", "0.01"])
+    assert refused.exit_code == 2 and requests[2:] == []
+    assert "--sample-every" in refused.output

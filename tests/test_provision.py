@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from edgekit.agent.config import SamplesConfig, load_site_config
 from edgekit.bundle import Bundle
 from edgekit.device.answers import GateReport
 from edgekit.device.layout import CURRENT_LINK, RESULTS_FILE
@@ -44,6 +46,18 @@ def test_site_config_for_local_file() -> None:
         "metrics": {"port": 9464},
         "samples": {"dir": "/var/lib/edgekit/samples", "every_s": 10.0, "keep": 200},
     }
+
+
+def test_site_config_carries_the_sample_cadence_the_agent_reads(tmp_path: Path) -> None:
+    every = site_config(SourceSpec("rtsp://cam/stream"), TWIN, sample_every_s=0.5)["samples"]
+    assert every == {"dir": "/var/lib/edgekit/samples", "every_s": 0.5, "keep": 200}
+    path = tmp_path / "camera.json"
+    path.write_text(json.dumps(site_config(SourceSpec("rtsp://cam/stream"), TWIN, {}, 2.5)))
+    assert load_site_config(str(path)).samples == SamplesConfig(every_s=2.5)
+    # None writes the agent's own default, so a provision without --sample-every changes nothing.
+    default = site_config(SourceSpec("rtsp://cam/stream"), TWIN, sample_every_s=None)["samples"]
+    assert default == site_config(SourceSpec("rtsp://cam/stream"), TWIN)["samples"]
+    assert default["every_s"] == SamplesConfig().every_s == 10.0
 
 
 def test_site_config_for_uri() -> None:

@@ -20,7 +20,7 @@ import edgekit.provision as stages
 from edgekit.agent import lifecycle
 from edgekit.agent.__main__ import main as agent_main
 from edgekit.agent.config import DetectConfig
-from edgekit.device.answers import GateReport
+from edgekit.device.answers import BuildAnswer, GateReport
 from edgekit.device.blobs import Blob
 from edgekit.device.facts import DeviceFacts
 from edgekit.device.layout import CURRENT_LINK, RELEASES_DIR, UNIT_NAME
@@ -88,12 +88,13 @@ def refused_as_failed_gate(device: FakeConnection) -> list[tuple[str, str]]:
 
 
 def gate_then(monkeypatch: pytest.MonkeyPatch, outcome: Any) -> None:
-    def build(conn: Any, rid: str, settings: Any, reporter: Reporter) -> GateReport:
+    def build(conn: Any, rid: str, settings: Any, reporter: Reporter, baseline: str | None) -> BuildAnswer:
         if isinstance(outcome, BaseException):
             raise outcome
-        return parse(
+        gate = parse(
             GateReport, {"max_abs_diff": 0.1, "infer_ms_mean": 1.0, "output_cosine": 0.99, **outcome}, "a gate"
         )
+        return BuildAnswer(rid, "onnxruntime", "int8", 0.1, gate, invocation=None)
 
     monkeypatch.setattr(stages, "_build_and_gate", build)
 
@@ -360,7 +361,7 @@ def test_plan_release_decides_everything_without_the_device(tmp_path, monkeypatc
     )
     monkeypatch.setattr(stages, "release_manifest", lambda bundle, settings, rid: {"release": rid})
     facts = DeviceFacts.parse(jetson_facts.facts("jp62-orin-nano"))
-    request = SimpleNamespace(source=SourceSpec("rtsp://cam/stream"), outputs={})
+    request = SimpleNamespace(source=SourceSpec("rtsp://cam/stream"), outputs={}, sample_every_s=0.5)
 
     def planned(profile: str) -> ReleasePlan:
         settings = merge_settings(load_profile(profile))
@@ -371,6 +372,7 @@ def test_plan_release_decides_everything_without_the_device(tmp_path, monkeypatc
     assert orin.release == again.release and orin.files == again.files
     assert json.loads(orin.files["release.json"].local.read_text()) == {"release": orin.release}
     assert [b.local for b in orin.wheels] == [wheel] and orin.python == "3.10.12"
+    assert json.loads(orin.camera_json.local.read_text())["samples"]["every_s"] == 0.5
     # The GPU drop-in goes only to TensorRT devices; every blob is uploaded once.
     assert orin.gpu_dropin is not None and twin.gpu_dropin is None
     assert len(orin.blobs()) == len(orin.files) + len(orin.wheels) + 3 and len(twin.blobs()) == len(twin.files) + 3

@@ -16,7 +16,7 @@ try:  # typer >= 0.29 vendors click
 except ImportError:  # older typer depends on click, which the locked environment mypy checks in lacks
     from click import ClickException  # type: ignore[no-redef,import-not-found,unused-ignore]
 
-from edgekit.cli import facts, logs, profiles, provision, releases, rollback, status, twin
+from edgekit.cli import calibrate, facts, logs, profiles, provision, releases, rollback, status, twin
 from edgekit.cli.output import err_console
 from edgekit.errors import EdgekitError
 
@@ -28,6 +28,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("provision")(provision.provision_command)
+app.command("calibrate")(calibrate.calibrate_command)
 app.command("facts")(facts.facts_command)
 app.command("status")(status.status_command)
 app.command("logs")(logs.logs_command)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -45,7 +46,7 @@ from edgekit.ssh.seam import DEFAULT_KNOWN_HOSTS
 
 if TYPE_CHECKING:
     from edgekit.api import Endpoint
-    from edgekit.provision import Plan, ProvisionRequest, ProvisionResult
+    from edgekit.provision import Plan, ProvisionRequest, ProvisionResult, Reporter
 
 
 def provision_command(
@@ -123,6 +124,13 @@ def provision_command(
             "does not, by itself if the host has gone.",
         ),
     ] = TrialPolicy.deadline_s,
+    sample_every: Annotated[
+        float | None,
+        typer.Option(
+            min=0.05,
+            help="Seconds between the frames the service keeps for `edgekit calibrate --from-device` (default 10).",
+        ),
+    ] = None,
 ) -> None:
     """Build INT8 on the host, ship it, gate it on the device and start the camera service."""
     choices = (
@@ -152,6 +160,7 @@ def provision_command(
         model_overrides=api.ModelOverrides(task, _input_size(input_size), labels, layout, color),
         mixed_precision=mixed_precision,
         trial=TrialPolicy(results=trial_results, deadline_s=trial_deadline),
+        sample_every_s=sample_every,
     )
     device = endpoint(target, identity, known_hosts, accept_new_host_key, ssh_config)
     if check:
@@ -247,16 +256,24 @@ class _Display:
 def _provision_with_progress(device: Endpoint, request: ProvisionRequest) -> ProvisionResult:
     from edgekit import api
 
+    with progress_reporter() as reporter:
+        return api.provision(device, request, reporter)
+
+
+@contextlib.contextmanager
+def progress_reporter() -> Iterator[Reporter]:
+    """A Reporter that shows a spinner, then the steps, uploads and the device's build phases."""
+    from edgekit import api
+
     with contextlib.ExitStack() as stack:
         display = _Display(stack)
-        reporter = api.Reporter(
+        yield api.Reporter(
             step=display.step,
             planned=display.planned,
             upload=display.upload,
             progress=display.advance,
             device_line=display.device_line,
         )
-        return api.provision(device, request, reporter)
 
 
 def _report_check(plan: Plan, as_json: bool) -> None:

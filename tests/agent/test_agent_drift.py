@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import onnxruntime
 import pytest
+from script_modules import load_script
 from test_agent_service import REPO_ROOT
 
 from edgekit.agent import drift
@@ -46,9 +47,9 @@ def clip_frames(path: Path = SAMPLES / "clip.avi") -> list[np.ndarray]:
         frames.append(frame)
 
 
-def changed(frame: np.ndarray) -> np.ndarray:
-    """The scene at night: half the light, 60 % of the contrast."""
-    return np.clip(frame.astype(np.float32) * 0.3 + 20.0, 0, 255).astype(np.uint8)
+# The scene at night as scripts/lib/changed_scene.py writes it, so the drift these tests see is
+# the drift a recalibration run on that scene sees.
+changed = load_script("changed_scene").night
 
 
 class Model:
