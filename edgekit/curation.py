@@ -180,7 +180,7 @@ def curate_folder(
             signatures.append(_signature(path.name, frame))
     if not signatures:
         raise ModelError(
-            f"{source} holds no usable images ({len(skipped)} unreadable, {len(ignored)} other files); "
+            f"{_capitalised(source)} holds no usable images ({len(skipped)} unreadable, {len(ignored)} other files); "
             f"put the camera's frames there as {', '.join(s[1:].upper() for s in IMAGE_SUFFIXES)} files."
         )
     unique, duplicates = _deduplicate(signatures)
@@ -214,9 +214,14 @@ def floor_sentence(source: str, usable: int, minimum: int, skipped: int = 0, dup
         f" after skipping {skipped} unreadable files and {duplicates} near-duplicates" if skipped or duplicates else ""
     )
     return (
-        f"{source} holds {usable} usable calibration images{removed}; at least {minimum} are needed, "
+        f"{_capitalised(source)} holds {usable} usable calibration images{removed}; at least {minimum} are needed, "
         f"so add {minimum - usable} more from the camera's real scene (a few hundred is better)."
     )
+
+
+def _capitalised(source: str) -> str:
+    # A sentence starts with a capital: "the device's sample ring" is also a source.
+    return source[:1].upper() + source[1:]
 
 
 def _signature(name: str, frame: np.ndarray) -> _Signature:

@@ -350,7 +350,8 @@ def build_and_measure(
     baseline: str | None = None,
 ) -> Gated:
     """``build_and_gate`` without raising on a refusal; with ``baseline`` (a release id), that
-    release is gated on the same samples by the same build unit, for old-against-new figures."""
+    release is gated on the same samples by the same build unit, for old-against-new figures,
+    and a release below the threshold passes if it does at least as well as the baseline."""
     rid = release.release
     try:
         answer = _build_and_gate(conn, rid, plan.settings, reporter, baseline)
@@ -368,9 +369,18 @@ def build_and_measure(
         old = dataclasses.replace(old, gate=old.gate.held_to(task, threshold))
     detect = plan.bundle.model.detect
     refused = refusal(gate, task, plan.settings.build.precision, conf=None if detect is None else detect.conf)
+    if refused and old is not None and old.gate is not None and _no_worse(gate, old.gate, task):
+        # Refusing a release that does at least as well as the serving one on the same frames
+        # would keep the worse one serving; the report shows both figures.
+        refused = None
     if refused and install.current_release(conn) != rid:
         trial.refuse(conn, rid, refused)
     return Gated(gate, old, refused)
+
+
+def _no_worse(gate: GateReport, serving: GateReport, task: str) -> bool:
+    ours, theirs = gate.measured(task)[1], serving.measured(task)[1]
+    return ours is not None and theirs is not None and ours >= theirs
 
 
 def activate(

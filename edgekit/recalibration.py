@@ -194,7 +194,8 @@ def read_serving(conn: Connection) -> Serving:
     folder = release_dir(rid)
     script = (
         'cat "$1/release.json" && echo "--site--" && cat "$2" && echo "--digests--" '
-        '&& cd "$1" && sha256sum model.onnx $(find media -type f 2>/dev/null | sort)'
+        # -exec, not $(find ...): a video named with a space ("my clip.avi") is one file.
+        '&& cd "$1" && sha256sum model.onnx && if [ -d media ]; then find media -type f -exec sha256sum {} +; fi'
     )
     shown = conn.run(["sh", "-c", script, "sh", folder, CONFIG_FILE], sudo=True, check=False)
     record_text, _, rest = shown.stdout.partition("--site--\n")

@@ -88,3 +88,10 @@ def releases_twin() -> Iterator[TwinInfo]:
     """A twin of its own for listing and pruning releases, which it provisions several times."""
     with booted("releases", "twin") as info:
         yield info
+
+
+@pytest.fixture(scope="module")
+def recalibrate_twin() -> Iterator[TwinInfo]:
+    """A twin of its own for field recalibration, whose scene is changed and recalibrated on."""
+    with booted("recalibrate", "twin") as info:
+        yield info
