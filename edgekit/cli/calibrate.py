@@ -152,9 +152,9 @@ def _comparison(result: CalibrationResult, comparison: Comparison) -> None:
             continue
         current = comparison.current_error or "n/a" if comparison.current is None else shown(figure(comparison.current))
         table.add_row(name, current, shown(figure(comparison.new)))
-    figure = comparison.new.measured(result.task)[1]
+    new_figure = comparison.new.measured(result.task)[1]
     verdict = "[red]refused[/]" if comparison.refused else "[green]passed[/]"
-    if not comparison.refused and (figure is None or figure < comparison.threshold):
+    if not comparison.refused and (new_figure is None or new_figure < comparison.threshold):
         verdict = "[yellow]passed[/]: under the threshold, no worse than serving"
     table.add_row("gate", "", verdict)
     console.print(table)
