@@ -13,12 +13,16 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fake_cuda import FakeCuda
 from trt_standin import calls, make_tensorrt, read_engine
 
+import edgekit.agent.build
+from edgekit.agent.backends import load_backend
+from edgekit.agent.backends.tensorrt import calibrator
 from edgekit.agent.backends.tensorrt import engine as trt_engine
-from edgekit.agent.backends.tensorrt.cache import EngineCache
+from edgekit.agent.backends.tensorrt.cache import EngineCache, calibration_id
 from edgekit.agent.backends.tensorrt.engine import open_engine
 from edgekit.agent.backends.tensorrt.progress import make_progress_monitor, parse_progress, progress_line
 from edgekit.agent.build import run_build
@@ -194,3 +198,68 @@ def test_a_mixed_precision_release_builds_its_kept_layers_at_fp16_in_an_engine_o
         "",
         "HALF",
     ]
+
+
+def test_the_serving_release_is_gated_from_its_cached_engine_after_the_new_one_is_closed(bundle, tmp_path, monkeypatch):
+    serving = lay_out_release(bundle, tmp_path / "serving", "orin-nano-8gb-jp62")
+    manifest = json.loads((serving / "release.json").read_text())
+    (serving / "release.json").write_text(json.dumps(dict(manifest, release="r-old")))
+    new = lay_out_release(bundle, tmp_path / "new", "orin-nano-8gb-jp62")
+    # The same model calibrated on other data (the same images, in another order): another
+    # calibration sha256, so another engine key and another calibration cache name.
+    np.save(new / "calib.npy", np.load(new / "calib.npy")[::-1].copy())
+    device = Device(monkeypatch, "10.3")
+    cache = tmp_path / "engines"
+    lines: list[str] = []
+    monkeypatch.setattr(edgekit.agent.build, "log", lines.append)
+    run_build(str(serving), str(serving / "gate.npz"), str(cache))  # as when it was deployed
+    [serving_engine] = engines(cache)
+    serving_manifest = json.loads(serving_engine.with_suffix(".json").read_text())
+    assert device.builds() == 1
+
+    read: list[str] = []
+    read_or_none = calibrator.read_or_none
+    monkeypatch.setattr(calibrator, "read_or_none", lambda path: read.append(path) or read_or_none(path))
+    opened: list[str] = []
+
+    def one_at_a_time(release, engines_dir, log):
+        # One model in GPU memory: the new release's buffers are freed before the old loads.
+        assert not opened and not device.cuda.memory, f"{release.release} loaded while {opened} is open"
+        backend = load_backend(release, engines_dir, log)
+        opened.append(release.release)
+        close = backend.close
+
+        def closed():
+            opened.remove(release.release)
+            close()
+
+        monkeypatch.setattr(backend, "close", closed)
+        return backend
+
+    monkeypatch.setattr(edgekit.agent.build, "load_backend", one_at_a_time)
+    lines.clear()
+
+    answer = run_build(str(new), str(new / "gate.npz"), str(cache), baseline_dir=str(serving))
+
+    assert answer["release"] == "r1" and answer["gate"]["samples"] == 360
+    baseline = answer["baseline"]
+    assert set(baseline) == {"release", "gate"} and baseline["release"] == "r-old"
+    assert baseline["gate"]["samples"] == answer["gate"]["samples"]
+    assert baseline["gate"]["top1_agreement"] >= 0.99
+    # The new release was built (calibrating on its own data); the serving one came from the cache.
+    assert device.builds() == 2
+    assert f"engine cache hit {serving_manifest['key'][:12]}" in lines
+    built = {json.loads(path.with_suffix(".json").read_text())["release"]: path for path in engines(cache)}
+    assert sorted(built) == ["r-old", "r1"] and built["r-old"] == serving_engine
+    new_manifest = json.loads(built["r1"].with_suffix(".json").read_text())
+    assert new_manifest["calibration_sha256"] != serving_manifest["calibration_sha256"]
+    assert read_engine(built["r1"].read_bytes())["calibration"]["source"] == "batches"
+    names = {
+        release: calibration_id(m["onnx_sha256"], m["calibration_sha256"], m["tensorrt"]) + ".cache"
+        for release, m in (("r-old", serving_manifest), ("r1", new_manifest))
+    }
+    assert names["r-old"] != names["r1"]
+    assert sorted(path.name for path in (cache / "calibration").iterdir()) == sorted(names.values())
+    # The new build looked for its own calibration cache only, never the serving release's.
+    assert read == [str(cache / "calibration" / names["r1"])]
+    assert not opened and not device.cuda.memory
