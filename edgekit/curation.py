@@ -48,6 +48,13 @@ LUMA_BAND = 8.0
 # must agree: in fog, different views are within 6 levels and only the hash tells them apart.
 THUMB_SIDE = 16
 THUMB_LEVELS_APART = 6.0
+# ... for frames of ordinary contrast. Differences shrink with contrast: the night digits (the
+# sample scene at 30 % contrast) are no closer than 3.5 levels, so 6 merged a sixth of them. The
+# threshold scales with the lower of the two thumbnails' spreads (standard deviation) below
+# SPREAD_REFERENCE, down to a third of it: 2.2 levels for the night digits, while a JPEG
+# re-encoding of one (quality 50-90) stays within 0.5.
+SPREAD_REFERENCE = 64.0
+SPREAD_FLOOR = 1.0 / 3.0
 # Frames further than this from the expected aspect ratio (relative), or with fewer than half
 # or more than twice its pixels per side, are reported: objects look another size to the model.
 ASPECT_TOLERANCE = 0.1
@@ -123,6 +130,8 @@ class _Signature:
     luma: float
     dhash: int
     thumb: np.ndarray
+    # The thumbnail's standard deviation in grey levels: its contrast.
+    spread: float
     descriptor: np.ndarray
     size: tuple[int, int]
 
@@ -239,6 +248,7 @@ def _signature(name: str, frame: np.ndarray) -> _Signature:
         luma=luma,
         dhash=int("".join("1" if b else "0" for b in bits), 2),
         thumb=thumb,
+        spread=float(thumb.std()),
         descriptor=describe(frame),
         size=(int(frame.shape[1]), int(frame.shape[0])),
     )
@@ -282,7 +292,7 @@ def _deduplicate(signatures: list[_Signature]) -> tuple[list[_Signature], list[D
                 for k in candidates
                 if abs(k.luma - sig.luma) <= LUMA_BAND
                 and (k.dhash ^ sig.dhash).bit_count() <= HASH_BITS_APART
-                and float(np.abs(k.thumb - sig.thumb).mean()) <= THUMB_LEVELS_APART
+                and float(np.abs(k.thumb - sig.thumb).mean()) <= _thumb_levels_apart(k, sig)
             ),
             None,
         )
@@ -292,6 +302,11 @@ def _deduplicate(signatures: list[_Signature]) -> tuple[list[_Signature], list[D
         else:
             duplicates.append(Duplicate(sig.name, copy_of.name))
     return unique, duplicates
+
+
+def _thumb_levels_apart(one: _Signature, other: _Signature) -> float:
+    contrast = min(one.spread, other.spread) / SPREAD_REFERENCE
+    return THUMB_LEVELS_APART * min(1.0, max(SPREAD_FLOOR, contrast))
 
 
 def k_center(descriptors: Sequence[np.ndarray], count: int) -> list[int]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from script_modules import load_script
 
 from edgekit.curation import (
     FLOOR,
@@ -129,6 +130,21 @@ def test_frames_of_little_contrast_are_not_merged(tmp_path: Path) -> None:
         write(tmp_path / f"fog-{i}.png", (scene(i).astype(np.float32) * 0.06 + 120).astype(np.uint8))
     report = curate_folder(tmp_path, minimum=1).report
     assert report.duplicates == () and report.usable == 8
+
+
+def test_the_sample_scene_at_night_keeps_every_digit_and_drops_its_copies(tmp_path: Path) -> None:
+    """At 30 % contrast distinct digits are 3.5 levels apart, under the 6 that ordinary frames
+    get: the threshold follows the frames' contrast, and a JPEG re-encoding is still a copy."""
+    night = load_script("changed_scene")
+    written = night.write_night_images(tmp_path, SAMPLES / "holdout")
+    copied = list(zip((90, 70, 50), sorted(tmp_path.glob("*.png"))[:3], strict=True))
+    for quality, path in copied:
+        copy = tmp_path / f"{path.stem}-q{quality}.jpg"
+        cv2.imwrite(str(copy), cv2.imread(str(path)), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    report = curate_folder(tmp_path, minimum=1).report
+    copies = {frozenset((f"{path.stem}-q{quality}.jpg", path.name)) for quality, path in copied}
+    assert {frozenset((d.name, d.of)) for d in report.duplicates} == copies
+    assert report.usable == written
 
 
 def test_the_sample_digits_have_no_duplicates() -> None:
