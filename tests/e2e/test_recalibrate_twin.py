@@ -176,7 +176,7 @@ def test_bad_input_is_refused_with_one_sentence_and_changes_nothing(
         (
             ("--images", str(few)),
             3,
-            r"holds 3\d usable calibration images .* so add \d\d more",
+            r"holds 40 usable calibration images; at least 100 are needed, so add 60 more",
         ),
         (
             ("--images", str(few), "--video", str(night["clip"])),

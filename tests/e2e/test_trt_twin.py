@@ -11,9 +11,11 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from script_modules import load_script
 from test_camera_twin import status, unit
 from test_models_twin import MODELS
 from test_models_twin import provision as provision_model
@@ -181,6 +183,44 @@ def test_stdout_carries_only_result_records(trt_twin: TwinInfo, provisioned: dic
     assert done.returncode == 0, done.stderr
     bad = not_results(on_twin(trt_twin, "cat", leaked).splitlines())
     assert bad and bad[0].startswith("[TRT] [W] CUDA lazy loading is not enabled"), bad
+
+
+def test_calibrate_recalibrates_through_tensorrt_with_a_cache_of_its_own(
+    trt_twin: TwinInfo, provisioned: dict[str, Any], tmp_path: Path
+) -> None:
+    """`edgekit calibrate` on the TensorRT path: the new engine is calibrated on the new frames
+    in batches (never from the serving release's calibration cache), the serving release is
+    gated from its cached engine on the same held-out frames, and the service then serves the
+    new engine through TensorRT."""
+    serving = provisioned["result"]["release"]
+    home = provisioned["home"]
+    night = tmp_path / "night"
+    load_script("changed_scene").write_night_images(night, SAMPLES / "holdout")
+    ssh = ("--identity", trt_twin.identity, "--known-hosts", str(home / "known_hosts"), "--no-ssh-config")
+    done = edgekit("calibrate", trt_twin.target, *ssh, "--images", str(night), "--json", home=home)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    release, frames = result["release"], result["data"]["calibration_frames"]
+    assert result["previous"] == serving and result["activated"]
+    comparison = result["comparison"]
+    assert comparison["current_release"] == serving and comparison["current_error"] is None
+    assert comparison["current"]["samples"] == comparison["new"]["samples"] == result["data"]["holdout_frames"]
+
+    build = on_twin(trt_twin, "journalctl", "-u", f"edgekit-build-{release}.service", "-o", "cat")
+    assert re.search(rf"^calibrating on {frames} of {frames} images in batches of \d+$", build, re.MULTILINE)
+    assert f"gating the serving release {serving} on the same samples" in build
+    engines = _state_dir(trt_twin.name) / "root" / ENGINES.lstrip("/")
+    keys = {json.loads(path.read_text())["release"]: path.stem for path in engines.glob("*.json")}
+    manifests = {rid: json.loads((engines / f"{key}.json").read_text()) for rid, key in keys.items()}
+    assert manifests[serving]["calibration_sha256"] != manifests[release]["calibration_sha256"]
+    # The serving release's engine came from the cache; only the new one was built and calibrated.
+    assert f"engine cache hit {keys[serving][:12]}" in build
+    built = json.loads((engines / f"{keys[release]}.engine").read_bytes().partition(b"\n")[2])
+    assert (built["calibration"]["source"], built["calibration"]["images"]) == ("batches", frames)
+    assert len(list((engines / "calibration").glob("*.cache"))) == 2
+
+    shown = status(trt_twin, home)["metrics"]["info"]
+    assert (shown["release"], shown["backend"]) == (release, "tensorrt")
 
 
 def test_a_calibrated_detector_keeps_its_head_at_fp32_on_tensorrt(trt_twin: TwinInfo, tmp_path) -> None:
