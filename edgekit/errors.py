@@ -1,6 +1,7 @@
 """The one exception tree of edgekit; the CLI maps each branch to an exit code.
 
     EdgekitError                       exit 1
+    ├── AuditFailed                    exit 1  edgekit audit found what its policy calls an error
     ├── UsageError                     exit 2  a bad profile, config file or source URI
     │   ├── ConfigError                a malformed or unknown setting (edgekit.settings)
     │   └── ProfileError               a missing or malformed device profile (edgekit.profiles)
@@ -139,6 +140,10 @@ def agent_failure(kind: str, message: str) -> AgentFailed:
         if cls.kind == kind:
             return cls(message)
     return AgentFailed(message)
+
+
+class AuditFailed(EdgekitError):
+    """Findings, not a failure to run: exit 1, as scanners do, while bad input exits 2."""
 
 
 class GateFailed(EdgekitError):

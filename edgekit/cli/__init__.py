@@ -16,7 +16,7 @@ try:  # typer >= 0.29 vendors click
 except ImportError:  # older typer depends on click, which the locked environment mypy checks in lacks
     from click import ClickException  # type: ignore[no-redef,import-not-found,unused-ignore]
 
-from edgekit.cli import calibrate, facts, logs, profiles, provision, releases, rollback, status, twin
+from edgekit.cli import audit, calibrate, facts, logs, overlay, profiles, provision, releases, rollback, status, twin
 from edgekit.cli.output import err_console
 from edgekit.errors import EdgekitError
 
@@ -35,7 +35,9 @@ app.command("logs")(logs.logs_command)
 app.command("rollback")(rollback.rollback_command)
 app.command("releases")(releases.releases_command)
 app.command("prune")(releases.prune_command)
+app.command("audit")(audit.audit_command)
 app.add_typer(profiles.app, name="profiles")
+app.add_typer(overlay.app, name="overlay")
 app.add_typer(twin.app, name="twin")
 
 
