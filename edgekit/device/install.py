@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from edgekit.data import data_dir
 from edgekit.device.blobs import Blob
@@ -30,7 +29,7 @@ from edgekit.wheels import parse_pin, wheel_project
 
 OVERLAY_DIR = data_dir("firmware_overlay")
 UNIT_SOURCE = OVERLAY_DIR / "etc/systemd/system" / UNIT_NAME
-GPU_DROPIN_SOURCE = Path(__file__).resolve().parent / "units" / "gpu-devices.conf"
+GPU_DROPIN_SOURCE = OVERLAY_DIR / "etc/systemd/system" / f"{UNIT_NAME}.d" / "gpu-devices.conf"
 GPU_DROPIN = f"{UNIT_FILE}.d/gpu-devices.conf"
 
 _VENV = r"""

@@ -95,3 +95,10 @@ def recalibrate_twin() -> Iterator[TwinInfo]:
     """A twin of its own for field recalibration, whose scene is changed and recalibrated on."""
     with booted("recalibrate", "twin") as info:
         yield info
+
+
+@pytest.fixture(scope="module")
+def overlay_twin() -> Iterator[TwinInfo]:
+    """A twin of its own for the firmware overlay, which is laid into its root and booted again."""
+    with booted("overlay", "twin") as info:
+        yield info
