@@ -2,9 +2,10 @@
 
 The overlay holds the system files `edgekit provision` installs (from ``firmware_overlay/``,
 the one place both take them from), the service user (sysusers.d), /var/lib/edgekit
-(tmpfiles.d), a site config template, the agent zipapp and a manifest. Enabled but waiting:
-until provision delivers a release, the unit's condition skips it at boot. Nothing NVIDIA is
-in it and no engine: the device builds its own (`edgekit audit` proves it in CI).
+(tmpfiles.d), a site config template, the agent zipapp, a CycloneDX SBOM (edgekit.sbom) and a
+manifest. Enabled but waiting: until provision delivers a release, the unit's condition skips it
+at boot. Nothing NVIDIA is in it and no engine: the device builds its own (`edgekit audit`
+proves it in CI).
 
 Reproducible: the same inputs give the same bytes. Files are added in sorted order with fixed
 modes, owner root, a fixed modification time (SOURCE_DATE_EPOCH, else 0) and a gzip header
@@ -30,11 +31,14 @@ from edgekit.device.layout import UNIT_NAME
 from edgekit.errors import UsageError
 from edgekit.profiles import load_profile
 from edgekit.provision import site_config
+from edgekit.sbom import overlay_sbom
 from edgekit.settings import merge_settings
 from edgekit.source import SourceSpec
 
 AGENT_PATH = "usr/lib/edgekit/agent.pyz"
 MANIFEST_PATH = "usr/lib/edgekit/overlay.json"
+# Written before the manifest, so that the manifest lists it; it lists neither itself nor the manifest.
+SBOM_PATH = "usr/lib/edgekit/sbom.cdx.json"
 TEMPLATE_PATH = "etc/edgekit/camera.json.example"
 # What `systemctl enable` would make: the unit wanted by multi-user.target.
 WANTS_LINK = f"etc/systemd/system/multi-user.target.wants/{UNIT_NAME}"
@@ -78,6 +82,7 @@ def overlay_files() -> dict[str, bytes]:
     settings = merge_settings(load_profile(TEMPLATE_PROFILE))
     template = site_config(SourceSpec("csi://0"), settings)
     files[TEMPLATE_PATH] = (json.dumps(template, indent=2, sort_keys=True) + "\n").encode()
+    files[SBOM_PATH] = overlay_sbom(dict(sorted(files.items())), AGENT_PATH)
     manifest = {
         "edgekit": version("edgekit"),
         "files": {path: hashlib.sha256(data).hexdigest() for path, data in sorted(files.items())},

@@ -14,6 +14,7 @@ from edgekit.errors import AuditFailed
 
 if TYPE_CHECKING:
     from edgekit.audit.scan import AuditReport
+    from edgekit.audit.tree import Entry
 
 STYLE = {"error": "red", "warning": "yellow", "allowed": "dim"}
 
@@ -24,6 +25,10 @@ def audit_command(
         str,
         typer.Option(help="overlay (nothing NVIDIA at all), rootfs (a whole L4T rootfs), or a TOML policy file."),
     ] = "overlay",
+    sbom: Annotated[
+        Path | None,
+        typer.Option(help="Also write a CycloneDX JSON SBOM of the tree here (packages and flagged files)."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Find serialized TensorRT engines (by content), NVIDIA files a product may not ship, and copyleft
@@ -32,10 +37,18 @@ def audit_command(
     from edgekit.audit.scan import audit
 
     chosen = load_policy(policy)
+    inventory = None
+    if sbom is not None:
+        from edgekit.sbom import TreeInventory
+
+        inventory = TreeInventory()
     with err_console.status(f"auditing {path}") as spinner:
         seen = [0]
 
-        def tick(entry: object) -> None:
+        def tick(entry: Entry) -> None:
+            # The SBOM reads its metadata files during the audit's walk: a tarball is unpacked once.
+            if inventory is not None:
+                inventory.see(entry)
             seen[0] += 1
             if seen[0] % 500 == 0:
                 spinner.update(f"auditing {path}: {seen[0]} files")
@@ -45,6 +58,11 @@ def audit_command(
         print_json(report.to_dict())
     else:
         _show(report)
+    if sbom is not None and inventory is not None:
+        # Written whatever the verdict: the SBOM describes the tree, findings included.
+        sbom.parent.mkdir(parents=True, exist_ok=True)
+        sbom.write_bytes(inventory.sbom(path.resolve().name or "/", report.findings))
+        err_console.print(f"SBOM written to {escape(str(sbom))}", highlight=False)
     if not report.clean:
         raise AuditFailed(
             f"{len(report.errors)} of the findings in {path} are errors under policy {report.policy}; remove those "
