@@ -143,3 +143,29 @@ def test_a_clean_tree_exits_0(tmp_path: Path) -> None:
     done = run_cli(str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert "1 files" in done.stdout and "0 errors" in done.stdout
+
+
+def test_a_tarball_member_reads_right_wherever_a_rule_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Members are read forwards once, keeping a head and a sliding window; a read anywhere, a
+    whole-member read and a read behind the window all give the member's own bytes."""
+    from edgekit.audit import tree
+
+    monkeypatch.setattr(tree, "HEAD_BYTES", 1000)
+    monkeypatch.setattr(tree, "WINDOW_BYTES", 3000)
+    monkeypatch.setattr(tree, "CHUNK_BYTES", 512)
+    data = bytes(range(256)) * 200  # 51,200 bytes, every offset distinguishable by position
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "big.bin").write_bytes(data)
+    tarball = tmp_path / "t.tar.gz"
+    with tarfile.open(tarball, "w:gz") as archive:
+        archive.add(source / "big.bin", arcname="big.bin")
+    seen = []
+    # Read while the walk holds the archive open, as the audit's rules do.
+    for entry in tree.walk_tarball(tarball):
+        reads = [(0, 64), (40_000, 500), (45_000, 100), (500, 800), (20_000, 50), (50_000, -1), (0, -1)]
+        for offset, size in reads:
+            want = data[offset:] if size < 0 else data[offset : offset + size]
+            assert entry.read(offset, size) == want, (offset, size)
+        seen.append(entry.path)
+    assert seen == ["big.bin"]

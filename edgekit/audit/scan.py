@@ -75,4 +75,7 @@ def audit(path: Path, policy: Policy, on_file: Callable[[Entry], None] = lambda 
         on_file(entry)
         for check in checks:
             found.extend(policy.rank(finding) for finding in check(entry))
+    # By path (a stable sort keeps each file's rules in order): a tarball's archive order is not a
+    # directory's sorted walk, and both must give the same report.
+    found.sort(key=lambda finding: finding.path)
     return AuditReport(str(path), policy.name, files, total, time.monotonic() - started, tuple(found))
