@@ -23,7 +23,7 @@ from edgekit.calibration import prepare
 from edgekit.curation import SUBSET_COUNT
 from edgekit.errors import ModelError
 from edgekit.exporters import ModelOverrides
-from edgekit.gate import default_threshold
+from edgekit.gate import threshold_for
 from edgekit.model import ModelInfo, inspect_model, served_onnx, sha256_file
 from edgekit.quantize import quantize_qdq, reference_outputs
 from edgekit.sensitivity import MODES, GateTarget, MixedPrecision, keep_precise
@@ -189,7 +189,7 @@ def _write_drift(path: Path, images: list[Path], scores: list[float]) -> None:
 
 
 def _threshold(request: BundleRequest, task: str) -> float:
-    return default_threshold(task) if request.gate_threshold is None else request.gate_threshold
+    return threshold_for(task, request.gate_threshold)
 
 
 class _GateArrays(TypedDict):

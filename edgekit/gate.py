@@ -23,6 +23,11 @@ def default_threshold(task: str) -> float:
     return DEFAULT_THRESHOLDS[task]
 
 
+def threshold_for(task: str, given: float | None) -> float:
+    """The threshold a release of ``task`` is held to: ``given`` (--gate-threshold), else the task's."""
+    return default_threshold(task) if given is None else given
+
+
 def refusal(gate: GateReport, task: str, precision: str, conf: float | None = None) -> str | None:
     """Why ``gate`` (already held to its threshold) refuses the release; None when it passes."""
     measure, figure = gate.measured(task)

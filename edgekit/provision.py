@@ -25,7 +25,7 @@ from edgekit.device.layout import CURRENT_LINK, METRICS, RESULTS_FILE, SAMPLES, 
 from edgekit.device.trial import Lifecycle, Trial, TrialPolicy
 from edgekit.errors import ActivationFailed, DeviceUnreachable, GateFailed, UsageError
 from edgekit.exporters import ModelOverrides
-from edgekit.gate import default_threshold, refusal
+from edgekit.gate import refusal, threshold_for
 from edgekit.model import ModelInfo
 from edgekit.preflight import Check, DiskNeed, PreflightInput, require, run_checks
 from edgekit.profiles import load_profiles
@@ -493,9 +493,7 @@ def provision(conn: Connection, plan: Plan, request: ProvisionRequest, reporter:
     release = plan_release(plan, request)
     sent = upload(conn, release, reporter)
     installed = install_runtime(conn, release, reporter)
-    threshold = request.gate_threshold
-    if threshold is None:
-        threshold = default_threshold(plan.bundle.model.task)
+    threshold = threshold_for(plan.bundle.model.task, request.gate_threshold)
     gate = build_and_gate(conn, plan, release, installed, threshold, reporter)
     # A new runtime or a new release restarts the service even if its system files are the same.
     restarted = activate(

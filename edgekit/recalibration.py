@@ -40,7 +40,7 @@ from edgekit.device.layout import CONFIG_FILE, SAMPLES, release_dir
 from edgekit.device.trial import TrialPolicy
 from edgekit.errors import DeviceError, GateFailed, ModelError, UsageError
 from edgekit.exporters import ModelOverrides
-from edgekit.gate import default_threshold
+from edgekit.gate import threshold_for
 from edgekit.model import ModelInfo, inspect_model, sha256_file
 from edgekit.preflight import Check, require
 from edgekit.provision import (
@@ -271,9 +271,7 @@ def calibrate(
         require(plan.checks)
         upload(conn, release, reporter)
         installed = install_runtime(conn, release, reporter)
-        threshold = request.gate_threshold
-        if threshold is None:
-            threshold = default_threshold(model.task)
+        threshold = threshold_for(model.task, request.gate_threshold)
         gated = build_and_measure(conn, plan, release, installed, threshold, reporter, baseline=serving.release)
         result = _with_comparison(result, gated.gate, gated.baseline, gated.refused, threshold, serving.release, plan)
         if gated.refused:
@@ -450,13 +448,9 @@ def _split(frames: Path, request: CalibrateRequest, work: Path, reporter: Report
         source=request.frames.describe(),
         curation=report,
         calibration_frames=len(calibration),
-        holdout_frames=len(holdout) if request.holdout_dir is None else _count_images(request.holdout_dir),
+        holdout_frames=len(holdout) if request.holdout_dir is None else len(list_images(request.holdout_dir)),
         holdout=how,
     )
-
-
-def _count_images(folder: Path) -> int:
-    return len(list_images(folder))
 
 
 def _link_all(paths: list[Path], folder: Path) -> None:

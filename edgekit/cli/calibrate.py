@@ -20,6 +20,7 @@ from edgekit.cli.connect import (
     endpoint,
 )
 from edgekit.cli.output import console, print_json
+from edgekit.cli.trial_options import TrialDeadlineOption, TrialResultsOption
 from edgekit.curation import SUBSET_COUNT
 from edgekit.device.trial import TrialPolicy
 from edgekit.preflight import require
@@ -52,12 +53,8 @@ def calibrate_command(
         float | None,
         typer.Option(help="Minimum agreement with FP32 on the held-out frames (default: the task's, as provision)."),
     ] = None,
-    trial_results: Annotated[
-        int, typer.Option(min=1, help="Results the new release must write on trial before it is committed.")
-    ] = TrialPolicy.results,
-    trial_deadline: Annotated[
-        float, typer.Option(min=1.0, help="Seconds it has to send READY and write them.")
-    ] = TrialPolicy.deadline_s,
+    trial_results: TrialResultsOption = TrialPolicy.results,
+    trial_deadline: TrialDeadlineOption = TrialPolicy.deadline_s,
     check: Annotated[
         bool, typer.Option("--check", help="Prepare and report the data only; build and change nothing.")
     ] = False,

@@ -35,6 +35,7 @@ from edgekit.cli.connect import (
     endpoint,
 )
 from edgekit.cli.output import console, err_console, print_json
+from edgekit.cli.trial_options import TrialDeadlineOption, TrialResultsOption
 from edgekit.device.trial import TrialPolicy
 from edgekit.outputs import outputs
 from edgekit.preflight import require
@@ -112,18 +113,8 @@ def provision_command(
             "(FP16 on TensorRT), up to a quarter of them; off (default): INT8 throughout."
         ),
     ] = "off",
-    trial_results: Annotated[
-        int,
-        typer.Option(min=1, help="Results the new release must write on trial before it is committed."),
-    ] = TrialPolicy.results,
-    trial_deadline: Annotated[
-        float,
-        typer.Option(
-            min=1.0,
-            help="Seconds the new release has to send READY and write them; the device rolls back a release that "
-            "does not, by itself if the host has gone.",
-        ),
-    ] = TrialPolicy.deadline_s,
+    trial_results: TrialResultsOption = TrialPolicy.results,
+    trial_deadline: TrialDeadlineOption = TrialPolicy.deadline_s,
     sample_every: Annotated[
         float | None,
         typer.Option(

@@ -17,6 +17,7 @@ from edgekit.cli.connect import (
     endpoint,
 )
 from edgekit.cli.output import console, err_console, print_json
+from edgekit.cli.trial_options import TrialDeadlineOption, TrialResultsOption
 from edgekit.device.trial import TrialPolicy
 from edgekit.ssh.seam import DEFAULT_KNOWN_HOSTS
 
@@ -30,12 +31,8 @@ def rollback_command(
         str | None,
         typer.Option("--to", metavar="ID", help="A committed release to go back to (default: the previous one)."),
     ] = None,
-    trial_results: Annotated[
-        int, typer.Option(min=1, help="Results the release must write on trial before it is committed again.")
-    ] = TrialPolicy.results,
-    trial_deadline: Annotated[
-        float, typer.Option(min=1.0, help="Seconds it has to send READY and write them.")
-    ] = TrialPolicy.deadline_s,
+    trial_results: TrialResultsOption = TrialPolicy.results,
+    trial_deadline: TrialDeadlineOption = TrialPolicy.deadline_s,
     identity: IdentityOption = None,
     known_hosts: KnownHostsOption = DEFAULT_KNOWN_HOSTS,
     accept_new_host_key: AcceptNewHostKeyOption = False,
