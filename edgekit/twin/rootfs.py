@@ -17,7 +17,8 @@ from pathlib import Path
 from edgekit.errors import TwinError
 
 # What JetPack gives a Python service: python3, numpy and OpenCV from the distribution,
-# plus what edgekit needs from any Linux device: systemd, sshd, sudo, venv.
+# plus what edgekit needs from any Linux device: systemd, sshd, sudo, venv; rsync, as
+# JetPack's Ubuntu has it, so scripts/bench-transfer can measure edgekit against it.
 PACKAGES = (
     "systemd",
     "systemd-sysv",
@@ -30,6 +31,7 @@ PACKAGES = (
     "python3-opencv",
     "iproute2",
     "procps",
+    "rsync",
 )
 TWIN_USER = "jetson"
 # Bump when the set-up below changes, so cached rootfs built the old way are not reused.
@@ -88,6 +90,7 @@ def ensure_rootfs(log: Log, cache_root: Path = CACHE_ROOT) -> Path:
     if shutil.which("debootstrap") is None:
         raise TwinError("debootstrap is not installed; run `apt-get install debootstrap` (scripts/demo does).")
     building = target.with_name(target.name + ".building")
+    _unmount_under(building)
     shutil.rmtree(building, ignore_errors=True)
     building.mkdir(parents=True)
     mirror = apt_mirror(suite)
@@ -105,6 +108,13 @@ def ensure_rootfs(log: Log, cache_root: Path = CACHE_ROOT) -> Path:
     building.rename(target)
     (target / ".complete").touch()
     return target / "rootfs"
+
+
+def _unmount_under(path: Path) -> None:
+    # A debootstrap that failed leaves its /proc mounted in the rootfs, which rmtree cannot remove.
+    mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    for mount in sorted((m for m in mounts if m.startswith(f"{path}/")), reverse=True):
+        subprocess.run(["umount", "--lazy", mount], check=False, capture_output=True)
 
 
 def _run_logged(command: list[str], log: Log) -> None:

@@ -10,8 +10,9 @@ require_root() {
 
 install_system_packages() {
   # The camera tests run real peers: an RTSP server (GStreamer's, driven from Debian's
-  # python3-gi), an MQTT broker, and ffmpeg to encode the benchmark's video.
-  local wanted=(systemd-container debootstrap openssh-client openssh-server util-linux
+  # python3-gi), an MQTT broker, and ffmpeg to encode the benchmark's video; rsync and iproute2
+  # are scripts/bench-transfer's peer and its rate-limited link.
+  local wanted=(systemd-container debootstrap openssh-client openssh-server util-linux rsync iproute2
     python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools gstreamer1.0-plugins-base
     gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
     mosquitto mosquitto-clients ffmpeg)
