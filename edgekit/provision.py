@@ -3,6 +3,8 @@
 Order matters for "loses nothing": the model is checked on the host before connecting,
 the device is read (never written) and every preflight check passes before the first
 upload, and the service is switched to the new release only after the accuracy gate.
+A release the device already serves, committed, with gate figures that still pass, is
+left as it is (``keep_current``): nothing is sent, built, gated or restarted.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from typing import Any
 from edgekit.bundle import Bundle, BundleRequest, build_bundle
 from edgekit.curation import SUBSET_COUNT
 from edgekit.device import build, install, service, trial
-from edgekit.device.answers import Baseline, BuildAnswer, GateReport, ResultRecord
+from edgekit.device.answers import Baseline, BuildAnswer, EngineRecord, GateReport, ResultRecord
 from edgekit.device.blobs import Blob, prepare_store, upload_blobs
 from edgekit.device.facts import DeviceFacts, read_facts
 from edgekit.device.layout import CURRENT_LINK, METRICS, RESULTS_FILE, SAMPLES, UNIT_NAME
+from edgekit.device.serving import Serving, read_serving
 from edgekit.device.trial import Lifecycle, Trial, TrialPolicy
 from edgekit.errors import ActivationFailed, DeviceUnreachable, GateFailed, UsageError
 from edgekit.exporters import ModelOverrides
@@ -30,7 +33,7 @@ from edgekit.model import ModelInfo
 from edgekit.preflight import Check, DiskNeed, PreflightInput, require, run_checks
 from edgekit.profiles import load_profiles
 from edgekit.resolve import DeviceIdentity, Resolution, resolve_profile
-from edgekit.sensitivity import MixedPrecision
+from edgekit.sensitivity import MixedPrecision, describe
 from edgekit.settings import Settings, UserConfig, merge_settings
 from edgekit.source import SourceSpec
 from edgekit.ssh.seam import Connection
@@ -130,6 +133,9 @@ class ProvisionResult:
     uploaded: list[str] = field(default_factory=list)
     # --mixed-precision auto: the layers kept at a higher precision and the gate figure at each step.
     mixed_precision: MixedPrecision | None = None
+    # The release was already current and committed with passing gate figures: nothing was
+    # uploaded, built, gated or restarted, and ``gate`` holds the figures its build recorded.
+    unchanged: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         mixed = None if self.mixed_precision is None else self.mixed_precision.to_dict()
@@ -486,14 +492,106 @@ def _rolled_back(conn: Connection, rid: str, state: Lifecycle) -> str:
     )
 
 
+def keep_current(
+    conn: Connection, plan: Plan, release: ReleasePlan, threshold: float, reporter: Reporter
+) -> ProvisionResult | None:
+    """The result for ``release`` when the device already serves it as it is, committed, with
+    recorded gate figures that pass ``threshold``: one read of the device, and nothing uploaded,
+    built, gated or restarted. None when it must go through the stages."""
+    reporter.step("reading what the device serves")
+    serving = read_serving(conn, list(_system_files(release)))
+    if serving is None:
+        return None
+    rid = release.release
+    gate = committed_gate(plan, release, serving, threshold)
+    if isinstance(gate, str):
+        if serving.lifecycle.current == rid:
+            reporter.step(f"release {rid} is current, but {gate}; provisioning it again")
+        return None
+    first = serving.newest_result() or service.first_result(conn)
+    return _result(plan, release, gate, first, changed=False, unchanged=True)
+
+
+def committed_gate(plan: Plan, release: ReleasePlan, serving: Serving, threshold: float) -> GateReport | str:
+    """The gate figures ``release``'s build recorded on the device, held to ``threshold``, when
+    the device serves exactly that release (the same files, release.json, runtime, unit and site
+    config), committed and running, and they pass; otherwise why it goes through the stages."""
+    rid = release.release
+    why = _not_committed(serving.lifecycle, rid) or _differs(release, serving) or _not_running(serving.service)
+    if why:
+        return why
+    build = serving.build
+    if build is None or build.release != rid:
+        return "its build recorded no gate figures"
+    if plan.settings.build.backend == "tensorrt" and not _engine_holds(build.engine, plan.facts):
+        return "TensorRT, the GPU or L4T changed since its engine was built"
+    task = plan.bundle.model.task
+    gate = build.gate.held_to(task, threshold)
+    detect = plan.bundle.model.detect
+    if refusal(gate, task, plan.settings.build.precision, conf=None if detect is None else detect.conf):
+        measure, figure = gate.measured(task)
+        return f"its recorded {measure} ({describe(measure, figure)}) does not pass the {threshold:g} threshold"
+    return gate
+
+
+def _not_committed(state: Lifecycle, rid: str) -> str | None:
+    if state.current != rid:
+        return f"the device serves release {state.current}"
+    if state.trial is not None:
+        return f"release {state.trial.release} is on trial"
+    if state.current_state != "committed":
+        return f"it is not committed ({state.current_state or 'never on trial'})"
+    return None
+
+
+def _system_files(release: ReleasePlan) -> dict[str, str | None]:
+    return install.system_files(release.unit, release.camera_json, release.gpu_dropin)
+
+
+def _differs(release: ReleasePlan, serving: Serving) -> str | None:
+    """What of the device's copy of ``release`` is not what a provision would install, if anything."""
+    if serving.release_json != release.files["release.json"].digest:
+        return "its release.json (the build settings) differs"
+    if serving.venv != install.venv_env(release.python, release.wheels):
+        return "the runtime differs"
+    for path, digest in _system_files(release).items():
+        if serving.files.get(path) != digest:
+            return f"{path} differs"
+    return None
+
+
+def _not_running(state: Mapping[str, str]) -> str | None:
+    active, enabled = state.get("ActiveState"), state.get("UnitFileState")
+    if active != "active":
+        return f"the camera service is {active or 'not loaded'}"
+    if enabled != "enabled":
+        return f"the camera service is {enabled or 'not enabled'}"
+    return None
+
+
+def _engine_holds(engine: EngineRecord | None, facts: DeviceFacts) -> bool:
+    """Whether the engine the gate ran is the one the service would load today: after a
+    JetPack upgrade its key changes and the service builds another, which no gate has seen."""
+    if engine is None:
+        return False
+    # The engine reads L4T from /etc/nv_tegra_release alone (agent backends/tensorrt/engine.py).
+    l4t = facts.jetson.l4t if facts.jetson.l4t_source == "nv_tegra_release" else None
+    built = (engine.tensorrt, engine.compute_capability, engine.l4t)
+    return built == (facts.tensorrt.python, facts.cuda_runtime.compute_capability, l4t)
+
+
 def provision(conn: Connection, plan: Plan, request: ProvisionRequest, reporter: Reporter) -> ProvisionResult:
-    """The stages in order, once every preflight check has passed."""
+    """The stages in order, once every preflight check has passed; none of them for a release
+    the device already serves as it is (``keep_current``)."""
     require(plan.checks)
     reporter.step("fetching the device's runtime wheels")
     release = plan_release(plan, request)
+    threshold = threshold_for(plan.bundle.model.task, request.gate_threshold)
+    kept = keep_current(conn, plan, release, threshold, reporter)
+    if kept is not None:
+        return kept
     sent = upload(conn, release, reporter)
     installed = install_runtime(conn, release, reporter)
-    threshold = threshold_for(plan.bundle.model.task, request.gate_threshold)
     gate = build_and_gate(conn, plan, release, installed, threshold, reporter)
     # A new runtime or a new release restarts the service even if its system files are the same.
     restarted = activate(
@@ -501,6 +599,18 @@ def provision(conn: Connection, plan: Plan, request: ProvisionRequest, reporter:
     )
     reporter.step("reading the newest result")
     first = service.first_result(conn)
+    return _result(plan, release, gate, first, changed=restarted, sent=sent)
+
+
+def _result(
+    plan: Plan,
+    release: ReleasePlan,
+    gate: GateReport,
+    first: ResultRecord,
+    changed: bool,
+    sent: list[Blob] | None = None,
+    unchanged: bool = False,
+) -> ProvisionResult:
     return ProvisionResult(
         target=plan.target,
         device_model=plan.device.model,
@@ -511,12 +621,13 @@ def provision(conn: Connection, plan: Plan, request: ProvisionRequest, reporter:
         precision=plan.settings.build.precision,
         task=plan.bundle.model.task,
         release=release.release,
-        changed=restarted,
+        changed=changed,
         gate=gate,
         fps=first.fps,
         first_result=first,
-        uploaded=[blob.local.name for blob in sent],
+        uploaded=[blob.local.name for blob in sent or []],
         mixed_precision=plan.bundle.mixed_precision,
+        unchanged=unchanged,
     )
 
 

@@ -63,6 +63,10 @@ def _lifecycle_action(args: argparse.Namespace) -> dict[str, Any]:
         return lifecycle.rollback(args.state_dir, args.reason, args.by, to=args.to)
     if args.action == "refuse":
         return lifecycle.refuse(args.state_dir, args.release, args.reason)
+    if args.action == "serving":
+        from .serving import serving
+
+        return serving(args.state_dir, args.files)
     return lifecycle.status(args.state_dir)
 
 
@@ -95,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--engines-dir", default=ENGINES_DIR)
 
     trials = commands.add_parser(
-        "lifecycle", help="release trials: begin, check, commit, rollback, status, list, prune"
+        "lifecycle", help="release trials: begin, check, commit, rollback, status, serving, list, prune"
     )
     actions = trials.add_subparsers(dest="action", metavar="ACTION", required=True)
     for name, text in (
@@ -105,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
         ("rollback", "switch back to the last committed release, or --to one"),
         ("refuse", "record that the gate refused a release (kept for inspection, never switched in)"),
         ("status", "the links, the trial and the last rollback"),
+        ("serving", "status, with what the current release runs with: for a re-provision"),
         ("list", "every release: its model, gate, state and size"),
         ("prune", "remove old releases and the blobs, engines and caches only they used"),
     ):
@@ -128,6 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     actions.choices["rollback"].add_argument("--to", help="a committed release (default: the trial's fallback)")
     actions.choices["prune"].add_argument("--keep", type=int, default=3, help="committed releases to keep")
     actions.choices["prune"].add_argument("--check", action="store_true", help="only say what would be removed")
+    actions.choices["serving"].add_argument("files", nargs="*", metavar="FILE", help="a file to report the sha256 of")
 
     version = commands.add_parser("version", help="print the agent protocol version")
     version.set_defaults(run=_version)

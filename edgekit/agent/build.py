@@ -38,6 +38,7 @@ def run_build(release_dir: str, samples_path: str, engines_dir: str, baseline_di
         ready_s = time.monotonic() - started
         log(f"model ready in {ready_s:.1f} s; running the gate samples")
         gate = run_gate(backend, samples_path, release)
+        engine = backend.engine
     finally:
         backend.close()
     answer: dict[str, Any] = {
@@ -46,6 +47,8 @@ def run_build(release_dir: str, samples_path: str, engines_dir: str, baseline_di
         "precision": release.precision,
         "ready_s": round(ready_s, 3),
         "gate": gate,
+        # What the gate figures hold for: a re-provision trusts them only while its key holds.
+        "engine": engine,
     }
     if baseline_dir is not None:
         answer["baseline"] = gate_baseline(baseline_dir, samples_path, engines_dir)

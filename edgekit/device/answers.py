@@ -63,6 +63,17 @@ class Baseline:
 
 
 @dataclass(frozen=True)
+class EngineRecord:
+    """The TensorRT engine a build gated (its cache manifest): its key, and the parts of the
+    key that the device, rather than the release, decides."""
+
+    key: str
+    tensorrt: str
+    compute_capability: str
+    l4t: str | None
+
+
+@dataclass(frozen=True)
 class BuildAnswer:
     """The build unit's answer: the model ready on the device, and its gate figures."""
 
@@ -75,6 +86,8 @@ class BuildAnswer:
     invocation: str | None
     # Only when the build was asked to compare against the serving release.
     baseline: Baseline | None = None
+    # Only on TensorRT; None also from agents older than the record.
+    engine: EngineRecord | None = None
 
     @classmethod
     def parse(cls, data: dict[str, Any]) -> BuildAnswer:

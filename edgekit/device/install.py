@@ -96,6 +96,7 @@ fi
 systemctl enable --quiet "$(basename "$unit")"
 """
 
+
 def _changed(conn: Connection, script: str, args: Sequence[str], timeout: float = 600.0) -> bool:
     result = conn.run(["sh", "-c", script, "sh", *args], sudo=True, timeout=timeout)
     return "changed" in result.stdout.split()
@@ -104,6 +105,11 @@ def _changed(conn: Connection, script: str, args: Sequence[str], timeout: float 
 def venv_key(python_version: str, wheels: Sequence[Blob]) -> str:
     text = python_version + "".join(sorted(b.digest for b in wheels))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def venv_env(python_version: str, wheels: Sequence[Blob]) -> str:
+    """Where ``ensure_venv`` points the venv link for this Python and these wheels."""
+    return f"{VENVS_DIR}/{venv_key(python_version, wheels)}/env"
 
 
 def ensure_venv(conn: Connection, python_version: str, wheels: Sequence[Blob], requirements: Sequence[str]) -> bool:
@@ -141,6 +147,12 @@ def install_system(conn: Connection, unit: Blob, config: Blob, gpu_dropin: Blob 
     dropin = "-" if gpu_dropin is None else gpu_dropin.digest
     args = [BLOBS_DIR, unit.digest, UNIT_FILE, config.digest, CONFIG_FILE, dropin, GPU_DROPIN]
     return _changed(conn, _SYSTEM, args)
+
+
+def system_files(unit: Blob, config: Blob, gpu_dropin: Blob | None) -> dict[str, str | None]:
+    """The sha256 of what ``install_system`` leaves at each path; None where it leaves no file."""
+    dropin = None if gpu_dropin is None else gpu_dropin.digest
+    return {UNIT_FILE: unit.digest, CONFIG_FILE: config.digest, GPU_DROPIN: dropin}
 
 
 def current_release(conn: Connection) -> str | None:

@@ -62,6 +62,18 @@ def wait_ready(conn: Connection, timeout: float = START_TIMEOUT_S) -> bool:
     return False
 
 
+def own_result(line: str, main_pid: str | None) -> ResultRecord | None:
+    """The result ``line`` holds, if the process ``main_pid`` wrote it."""
+    try:
+        record = json.loads(line) if line.strip() else None
+    except ValueError:
+        return None
+    # Older lines may come from an earlier release's process, of another shape: read only ours.
+    if isinstance(record, dict) and str(record.get("pid")) == main_pid:
+        return ResultRecord.parse(record)
+    return None
+
+
 def first_result(conn: Connection, timeout: float = FIRST_RESULT_TIMEOUT_S) -> ResultRecord:
     """The newest result line written by the running service process."""
     deadline = time.monotonic() + timeout
@@ -71,14 +83,9 @@ def first_result(conn: Connection, timeout: float = FIRST_RESULT_TIMEOUT_S) -> R
             raise ActivationFailed(
                 f"{UNIT_NAME} stopped on {conn.target} ({journal_tail(conn)}); see `journalctl -u {UNIT_NAME}`."
             )
-        line = conn.run(["tail", "-n", "1", RESULTS_FILE], check=False).stdout.strip()
-        try:
-            record = json.loads(line) if line else None
-        except ValueError:
-            record = None
-        # Older lines may come from an earlier release's process, of another shape: read only ours.
-        if isinstance(record, dict) and str(record.get("pid")) == state.get("MainPID"):
-            return ResultRecord.parse(record)
+        record = own_result(conn.run(["tail", "-n", "1", RESULTS_FILE], check=False).stdout, state.get("MainPID"))
+        if record is not None:
+            return record
         if time.monotonic() > deadline:
             raise ActivationFailed(
                 f"{UNIT_NAME} runs on {conn.target} but wrote no result within {timeout:.0f} s; "

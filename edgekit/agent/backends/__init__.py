@@ -6,7 +6,7 @@ without TensorRT can still run the ONNX Runtime backend, and the other way round
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from ..config import Release
 from ..errors import AgentError
@@ -24,6 +24,9 @@ class Backend(Protocol):
 
     input_names: list[str]
     output_names: list[str]
+    # What the model runs from when it is built for this device (a TensorRT engine's key and
+    # the TensorRT, GPU and L4T it was built for); None when the ONNX file itself runs.
+    engine: dict[str, Any] | None
 
     def infer(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Outputs in ``output_names`` order."""

@@ -54,6 +54,7 @@ class OnnxRuntimeBackend:
         self._session = session
         self.input_names: list[str] = [i.name for i in session.get_inputs()]
         self.output_names: list[str] = [o.name for o in session.get_outputs()]
+        self.engine: dict[str, Any] | None = None
 
     def infer(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         try:

@@ -94,7 +94,7 @@ def open_engine(trt: Any, cuda: Any, release: Release, engines_dir: str, l4t: st
         details,
         log,
     )
-    return TensorRTBackend(trt, cuda, loaded)
+    return TensorRTBackend(trt, cuda, loaded, dict(details, key=key))
 
 
 def load(release: Release, engines_dir: str, log: Log) -> TensorRTBackend:

@@ -33,8 +33,10 @@ def deserialize(trt: Any, data: bytes, dla_core: int | None = None) -> Loaded | 
 
 
 class TensorRTBackend:
-    def __init__(self, trt: Any, cuda: Any, loaded: Loaded) -> None:
+    def __init__(self, trt: Any, cuda: Any, loaded: Loaded, manifest: dict[str, Any] | None = None) -> None:
         self._trt = trt
+        # The engine cache's manifest of the engine: its key and what it was built for.
+        self.engine = manifest
         self._cuda = cuda
         self._loaded: Loaded | None = loaded
         engine = loaded.engine
