@@ -38,9 +38,11 @@ from edgekit.device.releases import KEEP, Pruned, Releases, list_releases
 from edgekit.device.releases import prune as prune_releases
 from edgekit.device.trial import TrialPolicy
 from edgekit.exporters import ModelOverrides
+from edgekit.linkdrop import naming_drops
 from edgekit.profiles import ProfileError
 from edgekit.provision import Plan, ProvisionRequest, ProvisionResult, Reporter, RollbackResult
 from edgekit.recalibration import CalibrateRequest, CalibrationRefused, CalibrationResult, FrameSource
+from edgekit.secret import Secret
 from edgekit.source import SourceSpec
 from edgekit.ssh.seam import DEFAULT_KNOWN_HOSTS, Connection
 
@@ -87,6 +89,11 @@ class Endpoint:
     known_hosts: Path = DEFAULT_KNOWN_HOSTS
     accept_new_host_key: bool = False
     use_ssh_config: bool = True
+    # Read instead of ~/.ssh/config, as `ssh -F` does.
+    ssh_config_file: Path | None = None
+    # Password login is tried only with a password; sudo's is fed on stdin, never on a command line.
+    password: Secret | None = None
+    sudo_password: Secret | None = None
     # Told (host, fingerprint) of a host key that accept_new_host_key made it trust.
     on_new_host_key: Callable[[str, str], None] = field(default=lambda host, fingerprint: None, compare=False)
 
@@ -101,6 +108,9 @@ class Endpoint:
             accept_new_host_key=self.accept_new_host_key,
             identity=self.identity,
             use_ssh_config=self.use_ssh_config,
+            ssh_config_file=self.ssh_config_file,
+            password=self.password,
+            sudo_password=self.sudo_password,
             on_new_host_key=self.on_new_host_key,
         )
         try:
@@ -156,10 +166,9 @@ def plan(device: Endpoint | str, request: ProvisionRequest, reporter: Reporter |
 def provision(device: Endpoint | str, request: ProvisionRequest, reporter: Reporter | None = None) -> ProvisionResult:
     """Check the model, read the device, refuse what would fail there, then build, gate and
     start the camera service (edgekit.provision's stages, in order)."""
-    reporter = reporter or Reporter()
-    with _planned(device, request, reporter) as (conn, planned):
-        reporter.planned(planned)
-        return stages.provision(conn, planned, request, reporter)
+    with naming_drops(reporter or Reporter()) as watched, _planned(device, request, watched) as (conn, planned):
+        watched.planned(planned)
+        return stages.provision(conn, planned, request, watched)
 
 
 def rollback(
@@ -170,8 +179,8 @@ def rollback(
 ) -> RollbackResult:
     """Back to the previous release, or to the committed release ``to``, through the same
     trial a new release passes (edgekit.provision.roll_back)."""
-    with _endpoint(device).connect() as conn:
-        return stages.roll_back(conn, to, policy or TrialPolicy(), reporter or Reporter())
+    with naming_drops(reporter or Reporter()) as watched, _endpoint(device).connect() as conn:
+        return stages.roll_back(conn, to, policy or TrialPolicy(), watched)
 
 
 def calibrate(
@@ -184,8 +193,8 @@ def calibrate(
     prepared and reported and nothing is built."""
     from edgekit.recalibration import calibrate as recalibrate
 
-    with _endpoint(device).connect() as conn:
-        return recalibrate(conn, request, reporter or Reporter(), check)
+    with naming_drops(reporter or Reporter()) as watched, _endpoint(device).connect() as conn:
+        return recalibrate(conn, request, watched, check)
 
 
 def releases(device: Endpoint | str) -> Releases:

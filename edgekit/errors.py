@@ -8,10 +8,12 @@
     │       └── UnrecognisedDevice     no profile fits the device (edgekit.resolve)
     ├── ModelError                     exit 3  broken or unsupported ONNX, bad calibration data
     ├── ConnectionFailed               exit 4
-    │   ├── DeviceUnreachable          no route, refused, timed out, dropped
+    │   ├── DeviceUnreachable          no route, refused, timed out
+    │   │   └── LinkDropped            the link went mid-command: names the step and what a re-run does
     │   ├── AuthFailed                 the device refused our key
     │   ├── UnknownHostKey             first contact without --accept-new-host-key
-    │   └── HostKeyChanged             known_hosts holds another key for this host
+    │   ├── HostKeyChanged             known_hosts holds another key for this host
+    │   └── HostKeyRevoked             known_hosts marks the key (or its certificate's CA) @revoked
     ├── DeviceError                    exit 5  the device could not do what was asked
     │   ├── RemoteCommandFailed        a command exited non-zero (carries the result)
     │   ├── PreflightFailed            the device cannot run what was asked
@@ -62,6 +64,20 @@ class DeviceUnreachable(ConnectionFailed):
     pass
 
 
+class LinkDropped(DeviceUnreachable):
+    """The link went away mid-command; ``during`` names the step it cut and what a re-run does then."""
+
+    RERUN = "re-run the same command, finished steps are not repeated"
+
+    def __init__(self, target: object, reason: str, step: str | None = None, rerun: str = RERUN) -> None:
+        self.target, self.reason = target, reason
+        where = f" while {step}" if step else ""
+        super().__init__(f"The link to {target} dropped{where} ({reason}); {rerun}.")
+
+    def during(self, step: str, rerun: str) -> LinkDropped:
+        return LinkDropped(self.target, self.reason, step, rerun)
+
+
 class AuthFailed(ConnectionFailed):
     pass
 
@@ -71,6 +87,10 @@ class UnknownHostKey(ConnectionFailed):
 
 
 class HostKeyChanged(ConnectionFailed):
+    pass
+
+
+class HostKeyRevoked(ConnectionFailed):
     pass
 
 

@@ -153,8 +153,8 @@ def test_a_link_that_stays_down_gives_up_leaving_the_build_running(
     with pytest.raises(DeviceUnreachable) as raised:
         build.follow_build(build.BuildWatch(fake_connection, RID), lambda line: None, sleep=clock.sleep)
     assert str(raised.value) == (
-        f"The link to nvidia@jetson dropped during the build and did not come back within {build.RECONNECT_S:.0f} s; "
-        "the build goes on there, re-run the same command to reattach."
+        f"The link to nvidia@jetson dropped while building the model (it did not come back within "
+        f"{build.RECONNECT_S:.0f} s); the build goes on on the device; re-run the same command to reattach to it."
     )
     assert max(clock.sleeps) == 10.0 and sum(clock.sleeps) > build.RECONNECT_S
 

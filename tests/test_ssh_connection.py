@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import paramiko
 import pytest
+from sshd import free_port, make_key, running_sshd
 
 from edgekit.errors import (
     AuthFailed,
@@ -30,12 +30,6 @@ from edgekit.ssh.connection import CHUNK_BYTES, SSHConnection, open_connection
 from edgekit.ssh.hostkeys import fingerprint
 from edgekit.ssh.seam import command_line
 from edgekit.ssh.target import Target
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def find_sshd() -> str | None:
@@ -60,11 +54,6 @@ def ensure_sshd() -> str:
     return sshd
 
 
-def keygen(path: Path) -> paramiko.Ed25519Key:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True, capture_output=True)
-    return paramiko.Ed25519Key.from_private_key_file(str(path))
-
-
 @dataclass
 class Server:
     port: int
@@ -81,53 +70,15 @@ class Server:
 
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    binary = ensure_sshd()
+    ensure_sshd()
     if os.geteuid() != 0:
         pytest.skip("the test sshd logs in as root and needs root to run")
     root = tmp_path_factory.mktemp("sshd")
-    host_key = keygen(root / "host_key")
-    other_host_key = keygen(root / "other_host_key")
-    keygen(root / "client_key")
-    keygen(root / "stranger_key")
-    (root / "authorized_keys").write_text((root / "client_key.pub").read_text())
-    port = free_port()
-    config = root / "sshd_config"
-    config.write_text(
-        f"Port {port}\n"
-        "ListenAddress 127.0.0.1\n"
-        f"HostKey {root / 'host_key'}\n"
-        f"AuthorizedKeysFile {root / 'authorized_keys'}\n"
-        "PidFile none\n"
-        "StrictModes no\n"
-        "UsePAM no\n"
-        "PermitRootLogin prohibit-password\n"
-        "PasswordAuthentication no\n"
-        "KbdInteractiveAuthentication no\n"
-        "Subsystem sftp internal-sftp\n"
-    )
-    Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
-    subprocess.run([binary, "-t", "-f", str(config)], check=True, capture_output=True)
-    log = open(root / "sshd.log", "wb")
-    process = subprocess.Popen([binary, "-D", "-e", "-f", str(config)], stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"sshd did not start: {(root / 'sshd.log').read_text()}") from None
-                time.sleep(0.05)
-        yield Server(port, host_key, root / "client_key", root / "stranger_key", other_host_key, root)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+    client_key = make_key(root / "client_key")
+    other_host_key = paramiko.Ed25519Key.from_private_key_file(str(make_key(root / "other_host_key")))
+    with running_sshd(root / "server", client_key) as server:
+        host_key = paramiko.Ed25519Key.from_private_key_file(str(server.host_keys[0]))
+        yield Server(server.port, host_key, client_key, make_key(root / "stranger_key"), other_host_key, root)
 
 
 @pytest.fixture(autouse=True)

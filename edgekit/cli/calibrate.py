@@ -11,26 +11,23 @@ from rich.markup import escape
 from rich.table import Table
 
 from edgekit.cli.connect import (
-    AcceptNewHostKeyOption,
-    IdentityOption,
     JsonOption,
-    KnownHostsOption,
-    SshConfigOption,
     TargetArgument,
-    endpoint,
+    device_command,
 )
 from edgekit.cli.output import console, print_json
 from edgekit.cli.trial_options import TrialDeadlineOption, TrialResultsOption
 from edgekit.curation import SUBSET_COUNT
 from edgekit.device.trial import TrialPolicy
 from edgekit.preflight import require
-from edgekit.ssh.seam import DEFAULT_KNOWN_HOSTS
 
 if TYPE_CHECKING:
+    from edgekit.api import Endpoint
     from edgekit.device.answers import GateReport
     from edgekit.recalibration import CalibrationResult, Comparison, DataSummary
 
 
+@device_command
 def calibrate_command(
     target: TargetArgument,
     images: Annotated[Path | None, typer.Option(help="Folder of frames from the camera's real scene.")] = None,
@@ -58,11 +55,9 @@ def calibrate_command(
     check: Annotated[
         bool, typer.Option("--check", help="Prepare and report the data only; build and change nothing.")
     ] = False,
-    identity: IdentityOption = None,
-    known_hosts: KnownHostsOption = DEFAULT_KNOWN_HOSTS,
-    accept_new_host_key: AcceptNewHostKeyOption = False,
-    ssh_config: SshConfigOption = True,
     as_json: JsonOption = False,
+    *,
+    device: Endpoint,
 ) -> None:
     """Recalibrate the serving release's model on frames of the real scene, compare it with the serving
     release on the same held-out frames, and switch it in on trial if the gate passes."""
@@ -77,7 +72,6 @@ def calibrate_command(
         gate_threshold=gate_threshold,
         trial=TrialPolicy(results=trial_results, deadline_s=trial_deadline),
     )
-    device = endpoint(target, identity, known_hosts, accept_new_host_key, ssh_config)
     try:
         with progress_reporter() as reporter:
             result = api.calibrate(device, request, reporter, check=check)

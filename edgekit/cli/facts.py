@@ -7,37 +7,30 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 
 from edgekit.cli.connect import (
-    AcceptNewHostKeyOption,
-    IdentityOption,
     JsonOption,
-    KnownHostsOption,
     ProfileOption,
-    SshConfigOption,
     TargetArgument,
-    endpoint,
+    device_command,
     read_device,
 )
 from edgekit.cli.output import console, print_json
-from edgekit.ssh.seam import DEFAULT_KNOWN_HOSTS
 
 if TYPE_CHECKING:
-    from edgekit.api import FactsReport
+    from edgekit.api import Endpoint, FactsReport
     from edgekit.device.facts import CudaRuntimeFacts, TensorRTFacts
 
 
+@device_command
 def facts_command(
     target: TargetArgument,
     profile: ProfileOption = None,
-    identity: IdentityOption = None,
-    known_hosts: KnownHostsOption = DEFAULT_KNOWN_HOSTS,
-    accept_new_host_key: AcceptNewHostKeyOption = False,
-    ssh_config: SshConfigOption = True,
     as_json: JsonOption = False,
+    *,
+    device: Endpoint,
 ) -> None:
     """Read a device's facts (module, L4T, TensorRT, cameras, disk) without changing it."""
     from edgekit import api
 
-    device = endpoint(target, identity, known_hosts, accept_new_host_key, ssh_config)
     report = read_device(target, lambda: api.facts(device, profile))
     if as_json:
         print_json(report.to_dict())

@@ -14,24 +14,21 @@ import typer
 from rich.text import Text
 
 from edgekit.cli.connect import (
-    AcceptNewHostKeyOption,
-    IdentityOption,
-    KnownHostsOption,
-    SshConfigOption,
     TargetArgument,
-    endpoint,
+    device_command,
     read_device,
 )
 from edgekit.cli.output import console, err_console
-from edgekit.ssh.seam import DEFAULT_KNOWN_HOSTS
 
 if TYPE_CHECKING:
+    from edgekit.api import Endpoint
     from edgekit.device.logs import LogEntry
 
 # syslog priorities at or below these numbers stand out.
 _STYLES = ((3, "bold red"), (4, "yellow"))
 
 
+@device_command
 def logs_command(
     target: TargetArgument,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep showing new entries until Ctrl-C.")] = False,
@@ -43,19 +40,16 @@ def logs_command(
         typer.Option(help='From this time, in journalctl\'s words: "10 min ago", "2026-12-04 10:00", "today".'),
     ] = None,
     lines: Annotated[int, typer.Option("--lines", "-n", min=0, help="How many of the newest entries to show.")] = 50,
-    identity: IdentityOption = None,
-    known_hosts: KnownHostsOption = DEFAULT_KNOWN_HOSTS,
-    accept_new_host_key: AcceptNewHostKeyOption = False,
-    ssh_config: SshConfigOption = True,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print each entry as one JSON object a line on stdout.")
     ] = False,
+    *,
+    device: Endpoint,
 ) -> None:
     """Show the camera service's journal: result records in their task's terms, other lines as logged."""
     from edgekit import api
 
     request = api.LogsRequest(build=build, since=since, lines=lines, follow=follow)
-    device = endpoint(target, identity, known_hosts, accept_new_host_key, ssh_config)
     if not follow:
         entries = read_device(target, lambda: list(api.logs(device, request)))
         for entry in entries:

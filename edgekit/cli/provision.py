@@ -16,6 +16,7 @@ from rich.progress import (
     Task,
     TaskID,
     TextColumn,
+    TimeRemainingColumn,
     TransferSpeedColumn,
 )
 from rich.table import Table
@@ -25,14 +26,10 @@ from edgekit.agent.backends.tensorrt.progress import parse_progress
 from edgekit.agent.config import CUDA_SEAMS, PRECISIONS, TASKS
 from edgekit.agent.preprocess import COLORS, LAYOUTS
 from edgekit.cli.connect import (
-    AcceptNewHostKeyOption,
-    IdentityOption,
     JsonOption,
-    KnownHostsOption,
     ProfileOption,
-    SshConfigOption,
     TargetArgument,
-    endpoint,
+    device_command,
 )
 from edgekit.cli.output import console, err_console, print_json
 from edgekit.cli.trial_options import TrialDeadlineOption, TrialResultsOption
@@ -43,13 +40,13 @@ from edgekit.sensitivity import MODES as MIXED_PRECISION_MODES
 from edgekit.sensitivity import describe
 from edgekit.settings import load_user_config
 from edgekit.source import SourceSpec
-from edgekit.ssh.seam import DEFAULT_KNOWN_HOSTS
 
 if TYPE_CHECKING:
     from edgekit.api import Endpoint
     from edgekit.provision import Plan, ProvisionRequest, ProvisionResult, Reporter
 
 
+@device_command
 def provision_command(
     target: TargetArgument,
     model: Annotated[Path, typer.Option(help="The ONNX model to deploy.")],
@@ -92,10 +89,6 @@ def provision_command(
     check: Annotated[
         bool, typer.Option("--check", help="Detect the device and run preflight only; change nothing.")
     ] = False,
-    identity: IdentityOption = None,
-    known_hosts: KnownHostsOption = DEFAULT_KNOWN_HOSTS,
-    accept_new_host_key: AcceptNewHostKeyOption = False,
-    ssh_config: SshConfigOption = True,
     as_json: JsonOption = False,
     task: Annotated[
         str | None, typer.Option(help=f"The model's task, when it states none: {', '.join(TASKS)}.")
@@ -122,6 +115,8 @@ def provision_command(
             help="Seconds between the frames the service keeps for `edgekit calibrate --from-device` (default 10).",
         ),
     ] = None,
+    *,
+    device: Endpoint,
 ) -> None:
     """Build INT8 on the host, ship it, gate it on the device and start the camera service."""
     choices = (
@@ -153,7 +148,6 @@ def provision_command(
         trial=TrialPolicy(results=trial_results, deadline_s=trial_deadline),
         sample_every_s=sample_every,
     )
-    device = endpoint(target, identity, known_hosts, accept_new_host_key, ssh_config)
     if check:
         with err_console.status("checking the model") as status:
             plan = api.plan(device, request, api.Reporter(step=lambda text: status.update(text)))
@@ -197,11 +191,16 @@ class _Display:
         self._progress: Progress | None = None
         self._step: TaskID | None = None
         self._uploads: list[TaskID] = []
+        # What the latest upload row last showed; None until its first report.
+        self._upload_done: int | None = None
         self._phases: dict[str, TaskID] = {}
 
     def step(self, text: str) -> None:
         if self._progress is None or self._step is None:
             self._spinner.update(text)
+            if not err_console.is_terminal:
+                # A log shows no spinner: the steps before the plan must still be there.
+                err_console.print(f"[dim]·[/] {text}")
             return
         self._progress.update(self._step, description=text)
         err_console.print(f"[dim]·[/] {text}")
@@ -214,6 +213,7 @@ class _Display:
                 BarColumn(),
                 _UploadOnly(DownloadColumn()),
                 _UploadOnly(TransferSpeedColumn()),
+                _UploadOnly(TimeRemainingColumn()),
                 console=err_console,
                 transient=True,
             )
@@ -228,10 +228,18 @@ class _Display:
     def upload(self, name: str, size: int) -> None:
         assert self._progress is not None
         self._uploads.append(self._progress.add_task(f"  {name}", total=size, upload=True))
+        self._upload_done = None
 
     def advance(self, done: int, total: int) -> None:
         assert self._progress is not None
-        self._progress.update(self._uploads[-1], completed=done)
+        row = self._uploads[-1]
+        if self._upload_done is None or done <= self._upload_done:
+            # A try starts (the first, or one after a dropped link) at what the device holds: the
+            # bar starts there and the rate and ETA count only the bytes sent from now on.
+            self._progress.reset(row, total=total, completed=done)
+        else:
+            self._progress.update(row, completed=done)
+        self._upload_done = done
 
     def device_line(self, line: str) -> None:
         found = parse_progress(line)
@@ -285,6 +293,15 @@ def _report_check(plan: Plan, as_json: bool) -> None:
         console.print("[green]preflight passed[/]; nothing was changed on the device.")
 
 
+def _headline(result: ProvisionResult) -> str:
+    if result.unchanged:
+        return (
+            f"[bold green]release {result.release} is already current and committed[/] on {result.target}; "
+            "nothing to do"
+        )
+    return f"[bold green]provisioned[/] {result.target} ({'changed' if result.changed else 'unchanged'})"
+
+
 def _summary(result: ProvisionResult) -> None:
     gate = result.gate
     accuracy = (
@@ -293,7 +310,7 @@ def _summary(result: ProvisionResult) -> None:
         else f", accuracy {gate.accuracy:.1%} (FP32 {gate.reference_accuracy:.1%})"
     )
     measure, figure = gate.measured(result.task)
-    err_console.print(f"[bold green]provisioned[/] {result.target} ({'changed' if result.changed else 'unchanged'})")
+    err_console.print(_headline(result))
     err_console.print(f"  device     {result.device_model or 'unknown'} (L4T {result.l4t or '?'})")
     err_console.print(f"  profile    {result.profile}")
     err_console.print(f"  release    {result.release}, {result.precision} on {result.backend}, Python {result.python}")

@@ -10,20 +10,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from edgekit.cli.connect import (
-    AcceptNewHostKeyOption,
-    IdentityOption,
     JsonOption,
-    KnownHostsOption,
-    SshConfigOption,
     TargetArgument,
-    endpoint,
+    device_command,
     read_device,
 )
 from edgekit.cli.output import console, print_json
 from edgekit.device.releases import KEEP
-from edgekit.ssh.seam import DEFAULT_KNOWN_HOSTS
 
 if TYPE_CHECKING:
+    from edgekit.api import Endpoint
     from edgekit.device.releases import Pruned, Release, Releases
 
 # How the states read in the table: the trial's outcome in colour, the links plain.
@@ -36,18 +32,16 @@ _STATE_STYLES = {
 }
 
 
+@device_command
 def releases_command(
     target: TargetArgument,
-    identity: IdentityOption = None,
-    known_hosts: KnownHostsOption = DEFAULT_KNOWN_HOSTS,
-    accept_new_host_key: AcceptNewHostKeyOption = False,
-    ssh_config: SshConfigOption = True,
     as_json: JsonOption = False,
+    *,
+    device: Endpoint,
 ) -> None:
     """List the releases on the device: model, gate, trial state, links and size on disk, newest first."""
     from edgekit import api
 
-    device = endpoint(target, identity, known_hosts, accept_new_host_key, ssh_config)
     found = read_device(target, lambda: api.releases(device))
     if as_json:
         print_json(found.to_dict())
@@ -55,22 +49,20 @@ def releases_command(
         _releases_table(found)
 
 
+@device_command
 def prune_command(
     target: TargetArgument,
     keep: Annotated[
         int, typer.Option(min=0, help="Committed releases to keep (current, previous and one on trial always stay).")
     ] = KEEP,
     check: Annotated[bool, typer.Option("--check", help="Only show what would be removed.")] = False,
-    identity: IdentityOption = None,
-    known_hosts: KnownHostsOption = DEFAULT_KNOWN_HOSTS,
-    accept_new_host_key: AcceptNewHostKeyOption = False,
-    ssh_config: SshConfigOption = True,
     as_json: JsonOption = False,
+    *,
+    device: Endpoint,
 ) -> None:
     """Remove old releases, then the blobs, engines and caches only they used."""
     from edgekit import api
 
-    device = endpoint(target, identity, known_hosts, accept_new_host_key, ssh_config)
     done = read_device(target, lambda: api.prune(device, keep, check))
     if as_json:
         print_json(done.to_dict())

@@ -8,23 +8,20 @@ import typer
 from rich.markup import escape
 
 from edgekit.cli.connect import (
-    AcceptNewHostKeyOption,
-    IdentityOption,
     JsonOption,
-    KnownHostsOption,
-    SshConfigOption,
     TargetArgument,
-    endpoint,
+    device_command,
 )
 from edgekit.cli.output import console, err_console, print_json
 from edgekit.cli.trial_options import TrialDeadlineOption, TrialResultsOption
 from edgekit.device.trial import TrialPolicy
-from edgekit.ssh.seam import DEFAULT_KNOWN_HOSTS
 
 if TYPE_CHECKING:
+    from edgekit.api import Endpoint
     from edgekit.provision import RollbackResult
 
 
+@device_command
 def rollback_command(
     target: TargetArgument,
     to: Annotated[
@@ -33,16 +30,13 @@ def rollback_command(
     ] = None,
     trial_results: TrialResultsOption = TrialPolicy.results,
     trial_deadline: TrialDeadlineOption = TrialPolicy.deadline_s,
-    identity: IdentityOption = None,
-    known_hosts: KnownHostsOption = DEFAULT_KNOWN_HOSTS,
-    accept_new_host_key: AcceptNewHostKeyOption = False,
-    ssh_config: SshConfigOption = True,
     as_json: JsonOption = False,
+    *,
+    device: Endpoint,
 ) -> None:
     """Switch back to the previous release (or --to a committed one); it must prove healthy on trial again."""
     from edgekit import api
 
-    device = endpoint(target, identity, known_hosts, accept_new_host_key, ssh_config)
     policy = TrialPolicy(results=trial_results, deadline_s=trial_deadline)
     with err_console.status(f"rolling back {target}") as spinner:
         done = api.rollback(device, to, policy, api.Reporter(step=lambda text: spinner.update(escape(text))))

@@ -9,18 +9,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from edgekit.cli.connect import (
-    AcceptNewHostKeyOption,
-    IdentityOption,
     JsonOption,
-    KnownHostsOption,
-    SshConfigOption,
     TargetArgument,
-    endpoint,
+    device_command,
     read_device,
 )
 from edgekit.cli.output import console, print_json
 from edgekit.device.layout import UNIT_NAME
-from edgekit.ssh.seam import DEFAULT_KNOWN_HOSTS
 
 # Past the input drift's threshold (edgekit.agent.drift): INT8 ranges fit another scene.
 RECALIBRATE = "the scene differs from the calibration data; run `edgekit calibrate HOST --from-device`"
@@ -28,21 +23,20 @@ RECALIBRATE = "the scene differs from the calibration data; run `edgekit calibra
 # The metrics parser shares its module with the service's HTTP server, and http.server (with
 # http.client and ssl behind it) costs every other command more than it takes to run.
 if TYPE_CHECKING:
+    from edgekit.api import Endpoint
     from edgekit.device.status import DeviceStatus
 
 
+@device_command
 def status_command(
     target: TargetArgument,
-    identity: IdentityOption = None,
-    known_hosts: KnownHostsOption = DEFAULT_KNOWN_HOSTS,
-    accept_new_host_key: AcceptNewHostKeyOption = False,
-    ssh_config: SshConfigOption = True,
     as_json: JsonOption = False,
+    *,
+    device: Endpoint,
 ) -> None:
     """Show the camera service's state, FPS, drops and per-stage latency, without changing anything."""
     from edgekit import api
 
-    device = endpoint(target, identity, known_hosts, accept_new_host_key, ssh_config)
     status = read_device(target, lambda: api.status(device))
     if as_json:
         print_json(status.to_dict())

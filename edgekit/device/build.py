@@ -17,7 +17,7 @@ from typing import Any
 from edgekit.agent import ENGINES_DIR
 from edgekit.device.answers import BuildAnswer
 from edgekit.device.layout import BUILDS_DIR, SERVICE_USER, VENV_LINK, release_dir
-from edgekit.errors import DeviceError, DeviceUnreachable, agent_failure
+from edgekit.errors import DeviceError, DeviceUnreachable, LinkDropped, agent_failure
 from edgekit.ssh.seam import Connection
 
 POLL_S = 1.0
@@ -177,9 +177,11 @@ def follow_build(
             now = time.monotonic()
             dropped_at = now if dropped_at is None else dropped_at
             if now - dropped_at > RECONNECT_S:
-                raise DeviceUnreachable(
-                    f"The link to {watch.conn.target} dropped during the build and did not come back within "
-                    f"{RECONNECT_S:.0f} s; the build goes on there, re-run the same command to reattach."
+                raise LinkDropped(
+                    watch.conn.target,
+                    f"it did not come back within {RECONNECT_S:.0f} s",
+                    "building the model",
+                    "the build goes on on the device; re-run the same command to reattach to it",
                 ) from exc
             on_drop(f"link dropped ({exc}); reconnecting")
             sleep(min(10.0, 1.0 + now - dropped_at))

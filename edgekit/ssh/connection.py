@@ -6,6 +6,9 @@ ProxyJump and command running) with paramiko's host key checking put back in.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -13,14 +16,18 @@ from pathlib import Path
 
 import fabric
 import paramiko
-from invoke.exceptions import CommandTimedOut
+from invoke.exceptions import CommandTimedOut, ThreadException
 
-from edgekit.errors import AuthFailed, DeviceError, DeviceUnreachable
-from edgekit.ssh.hostkeys import KnownHostsPolicy, changed_key_error, load_known_hosts
+from edgekit.errors import AuthFailed, DeviceError, DeviceUnreachable, LinkDropped, UsageError
+from edgekit.secret import Secret
+from edgekit.ssh.hostkeys import HostKeyCheck
 from edgekit.ssh.seam import ProgressCallback, RunResult, checked, command_line
 from edgekit.ssh.target import Target
 
-CONNECT_TIMEOUT_S = 15.0
+CONNECT_TIMEOUT_S = 15
+# paramiko logs a failed handshake's traceback at ERROR from its transport thread; with no
+# handler, Python prints that on stderr, in the middle of the one sentence the user gets.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 # Resumed uploads go in pieces this size, so a dropped link loses at most one.
 CHUNK_BYTES = 1 << 20
 
@@ -28,10 +35,11 @@ CHUNK_BYTES = 1 << 20
 class SSHConnection:
     """A live SSH connection; use :func:`open_connection` to make one."""
 
-    def __init__(self, target: Target, conn: fabric.Connection) -> None:
+    def __init__(self, target: Target, conn: fabric.Connection, sudo_password: Secret | None = None) -> None:
         self.target = target
         self._conn = conn
         self._sftp: paramiko.SFTPClient | None = None
+        self._sudo_password = sudo_password
 
     @property
     def is_root(self) -> bool:
@@ -47,17 +55,25 @@ class SSHConnection:
         check: bool = True,
         timeout: float | None = None,
     ) -> RunResult:
-        line = command_line(argv, sudo and not self.is_root)
+        elevate = sudo and not self.is_root
+        password = self._sudo_password if elevate else None
+        line = command_line(argv, elevate, with_password=password is not None)
         timed_out = DeviceUnreachable(
             f"{self.target} did not finish `{line}` within {timeout or 0:.0f} s; check the device's load and re-run."
         )
+        # sudo -S reads the password from the command's stdin: never from its command line.
+        stdin = io.StringIO(password.reveal() + "\n") if password is not None else False
         started = time.monotonic()
         try:
-            raw = self._conn.run(line, hide=True, warn=True, in_stream=False, timeout=timeout)
+            raw = self._conn.run(line, hide=True, warn=True, in_stream=stdin, timeout=timeout)
         except CommandTimedOut as exc:
             raise timed_out from exc
-        except (OSError, EOFError, paramiko.SSHException) as exc:
+        except (OSError, EOFError, paramiko.SSHException, ThreadException) as exc:
+            # ThreadException: invoke's stream threads died with the link.
             raise self._dropped(exc) from exc
+        if raw.exited == -1:
+            # The channel closed without an exit status: the link went, not the command.
+            raise self._dropped(EOFError("the session closed without an exit status"))
         result = RunResult(line, raw.exited, raw.stdout, raw.stderr)
         # invoke decides "timed out" by whether its timer thread has ended: a command its timer
         # has just killed can come back as a plain failure while that thread is still winding down.
@@ -103,22 +119,40 @@ class SSHConnection:
             raise self._dropped(exc) from exc
 
     def close(self) -> None:
-        if self._sftp is not None:
-            self._sftp.close()
-        self._conn.close()
+        # Closing a link that already dropped fails too; that must not hide why the command stopped.
+        with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+            if self._sftp is not None:
+                self._sftp.close()
+        with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+            self._conn.close()
+
+    def verify_sudo(self) -> None:
+        """With a sudo password, prove it before anything changes; where sudo needs none, drop it,
+        or it would reach the command's stdin."""
+        if self._sudo_password is None or self.is_root:
+            return
+        password, self._sudo_password = self._sudo_password, None
+        if self.run(["true"], sudo=True, check=False).ok:
+            return
+        self._sudo_password = password
+        refused = self.run(["true"], sudo=True, check=False)
+        if refused.ok:
+            return
+        detail = (refused.stderr.strip().splitlines() or ["no answer"])[-1]
+        raise AuthFailed(
+            f"sudo on {self.target} refused the password given for {self._conn.user!r} ({detail}); "
+            "check the password and that the user may use sudo, then re-run."
+        )
 
     def _sftp_client(self) -> paramiko.SFTPClient:
         if self._sftp is None:
             self._sftp = self._conn.sftp()
         return self._sftp
 
-    def _dropped(self, exc: BaseException) -> DeviceUnreachable:
+    def _dropped(self, exc: BaseException) -> LinkDropped:
         # The next call reconnects (Fabric reopens a dead transport); a stale SFTP channel would not.
         self._sftp = None
-        return DeviceUnreachable(
-            f"The link to {self.target} dropped ({exc or type(exc).__name__}); "
-            "re-run the same command, finished steps are not repeated."
-        )
+        return LinkDropped(self.target, str(exc) or type(exc).__name__)
 
 
 def open_connection(
@@ -128,65 +162,166 @@ def open_connection(
     accept_new_host_key: bool = False,
     identity: Path | None = None,
     use_ssh_config: bool = True,
+    ssh_config_file: Path | None = None,
+    password: Secret | None = None,
+    sudo_password: Secret | None = None,
     on_new_host_key: Callable[[str, str], None] = lambda host, fp: None,
 ) -> SSHConnection:
-    """Connect and authenticate, verifying the host key against ``known_hosts``.
+    """Connect and authenticate, verifying every hop's host key against ``known_hosts``.
 
-    ~/.ssh/config (host alias, user, port, key, ProxyJump) applies unless
-    ``use_ssh_config`` is off; explicit arguments win over it.
+    ~/.ssh/config (or ``ssh_config_file``, as ``ssh -F``) applies as OpenSSH reads it unless
+    ``use_ssh_config`` is off; explicit arguments win over it. Keys come from ``identity``,
+    IdentityFile and ssh-agent; a ``password`` is tried only when given. A ``sudo_password``
+    is checked here, before anything changes on the device.
     """
-    # An explicit empty SSHConfig is Fabric's way to load no ssh_config file at all.
-    config = fabric.Config() if use_ssh_config else fabric.Config(ssh_config=paramiko.SSHConfig())
     connect_kwargs: dict[str, object] = {}
     if identity is not None:
         if not identity.exists():
             raise AuthFailed(f"The identity file {identity} does not exist; pass an existing key with -i.")
         connect_kwargs["key_filename"] = [str(identity)]
-    conn = fabric.Connection(
+    if password is not None:
+        connect_kwargs["password"] = password.reveal()
+    conn = _Hop(
         target.host,
         user=target.user,
         port=target.port,
-        config=config,
-        connect_timeout=CONNECT_TIMEOUT_S,
+        config=_fabric_config(use_ssh_config, ssh_config_file),
         connect_kwargs=connect_kwargs,
     )
-    policy = KnownHostsPolicy(known_hosts, accept_new_host_key, on_new_host_key)
-    hop: fabric.Connection | None = conn
-    while isinstance(hop, fabric.Connection):
-        _install_host_key_checking(hop.client, known_hosts, policy)
-        hop = hop.gateway if isinstance(hop.gateway, fabric.Connection) else None
+    check = HostKeyCheck(known_hosts, accept_new_host_key, on_new_host_key)
+    for role, hop in _hops(conn):
+        _install_host_key_checking(hop, check, role)
     resolved = Target(host=conn.host, user=conn.user, port=conn.port)
     try:
         conn.open()
-    except paramiko.BadHostKeyException as exc:
-        raise changed_key_error(conn.host, conn.port, known_hosts, exc.key) from exc
     except paramiko.AuthenticationException as exc:
+        raise _auth_refused(resolved, conn, password is not None) from exc
+    except paramiko.SSHException as exc:
+        if str(exc) != "No authentication methods available":
+            raise _unreachable(resolved, conn, exc) from exc
+        _, hop = _first_closed_hop(conn)
         raise AuthFailed(
-            f"{resolved} refused our SSH key for user {conn.user!r}; pass the right key with -i "
-            "or install ours with ssh-copy-id."
+            f"We have no SSH key to offer {hop.user}@{hop.host}:{hop.port} (no -i, IdentityFile, ssh-agent key "
+            "or ~/.ssh/id_*); pass one with -i, load one into ssh-agent, or log in with --ask-password."
         ) from exc
     except (socket.gaierror, socket.herror) as exc:
+        _, hop = _first_closed_hop(conn)
         raise DeviceUnreachable(
-            f"The host name {conn.host!r} does not resolve; check the spelling or use the IP address."
+            f"The host name {hop.host!r} does not resolve; check the spelling or use the IP address."
         ) from exc
-    except (OSError, EOFError, paramiko.SSHException) as exc:
+    except (OSError, EOFError) as exc:
+        raise _unreachable(resolved, conn, exc) from exc
+    connection = SSHConnection(resolved, conn, sudo_password)
+    try:
+        connection.verify_sudo()
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+class _Hop(fabric.Connection):  # type: ignore[misc]  # fabric is untyped
+    """A Fabric connection that reads ProxyJump, IdentitiesOnly and ServerAliveInterval as OpenSSH does."""
+
+    def get_gateway(self) -> fabric.Connection | str | None:
+        jump = self.ssh_config.get("proxyjump")
+        if jump is None:
+            return super().get_gateway()
+        if jump.strip().lower() == "none":
+            return None
+        # Fabric chains ProxyJump's hops last-first; OpenSSH dials the first hop first and each
+        # later hop through the one before, so a two-hop chain went through the hops backwards.
+        gateway: _Hop | None = None
+        for hop in (name.strip() for name in jump.split(",")):
+            shorthand = self.derive_shorthand(hop)
+            if shorthand["host"] == self.host and (shorthand["port"] or 22) == self.port:
+                # A wildcard Host block that names this host as its own jump host.
+                return None
+            gateway = _Hop(hop, config=self.config.clone(), gateway=gateway)
+        return gateway
+
+    def resolve_connect_kwargs(self, connect_kwargs: dict[str, object] | None) -> dict[str, object]:
+        kwargs = dict(super().resolve_connect_kwargs(connect_kwargs))
+        if "key_filename" in kwargs:
+            # OpenSSH passes over an IdentityFile that does not exist; paramiko would stop at it.
+            kwargs["key_filename"] = [key for key in kwargs["key_filename"] if Path(key).expanduser().exists()]
+        if str(self.ssh_config.get("identitiesonly", "no")).lower() == "yes":
+            kwargs.update(allow_agent=False, look_for_keys=False)
+        return kwargs
+
+    def open(self) -> object:
+        opened = super().open()
+        interval = self.ssh_config.get("serveraliveinterval")
+        if interval and self.transport is not None:
+            self.transport.set_keepalive(int(interval))
+        return opened
+
+
+def _unreachable(resolved: Target, conn: fabric.Connection, exc: BaseException) -> DeviceUnreachable:
+    role, hop = _first_closed_hop(conn)
+    with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
         conn.close()
-        if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError | ConnectionRefusedError):
-            reason = "refused the connection"
-        elif isinstance(exc, TimeoutError | socket.timeout):
-            reason = "did not answer"
-        else:
-            reason = f"failed the SSH handshake ({exc})"
-        raise DeviceUnreachable(
-            f"{resolved} {reason}; check that the device is on, sshd runs and the port is right."
-        ) from exc
-    return SSHConnection(resolved, conn)
+    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError | ConnectionRefusedError):
+        reason = "refused the connection"
+    elif isinstance(exc, TimeoutError | socket.timeout):
+        reason = "did not answer"
+    else:
+        reason = f"failed the SSH handshake ({str(exc) or type(exc).__name__})"
+    name = f"{resolved}" if hop is conn else f"The jump host {hop.user}@{hop.host}:{hop.port} (to {resolved})"
+    return DeviceUnreachable(
+        f"{name} {reason}; check that the {role} is on, sshd runs and the port is right, then re-run."
+    )
 
 
-def _install_host_key_checking(client: paramiko.SSHClient, known_hosts: Path, policy: KnownHostsPolicy) -> None:
-    host_keys = client.get_host_keys()
-    host_keys.clear()
-    for name, keys in load_known_hosts(known_hosts).items():
-        for key_type, key in keys.items():
-            host_keys.add(name, key_type, key)
-    client.set_missing_host_key_policy(policy)
+def _auth_refused(resolved: Target, conn: fabric.Connection, with_password: bool) -> AuthFailed:
+    _, hop = _first_closed_hop(conn)
+    if hop is not conn:
+        return AuthFailed(
+            f"The jump host {hop.user}@{hop.host}:{hop.port} (to {resolved}) refused our SSH keys for user "
+            f"{hop.user!r}; name its key with IdentityFile in ~/.ssh/config or load it into ssh-agent."
+        )
+    if with_password:
+        return AuthFailed(
+            f"{resolved} refused the password and our SSH keys for user {conn.user!r}; "
+            "check the password, or pass the right key with -i."
+        )
+    return AuthFailed(
+        f"{resolved} refused our SSH keys for user {conn.user!r}; pass the right key with -i, "
+        "load it into ssh-agent, or install ours with ssh-copy-id."
+    )
+
+
+def _fabric_config(use_ssh_config: bool, ssh_config_file: Path | None) -> fabric.Config:
+    # Fabric waits forever for a jump host unless its config names a connect timeout;
+    # ConnectTimeout in ssh_config still wins for each host it covers.
+    overrides = {"timeouts": {"connect": CONNECT_TIMEOUT_S}}
+    if not use_ssh_config:
+        # An explicit empty SSHConfig is Fabric's way to load no ssh_config file at all.
+        return fabric.Config(ssh_config=paramiko.SSHConfig(), overrides=overrides)
+    if ssh_config_file is not None:
+        if not ssh_config_file.is_file():
+            raise UsageError(f"The SSH config file {ssh_config_file} does not exist; check the path given.")
+        return fabric.Config(runtime_ssh_path=str(ssh_config_file), overrides=overrides)
+    return fabric.Config(overrides=overrides)
+
+
+def _hops(conn: fabric.Connection) -> list[tuple[str, fabric.Connection]]:
+    """The device's connection and each jump host's, device first."""
+    hops = [("device", conn)]
+    while isinstance(hops[-1][1].gateway, fabric.Connection):
+        hops.append(("jump host", hops[-1][1].gateway))
+    return hops
+
+
+def _first_closed_hop(conn: fabric.Connection) -> tuple[str, fabric.Connection]:
+    """The hop a failed open stopped at: the one nearest to us that is not connected."""
+    for role, hop in reversed(_hops(conn)):
+        if not hop.is_connected:
+            return role, hop
+    return "device", conn
+
+
+def _install_host_key_checking(hop: fabric.Connection, check: HostKeyCheck, role: str) -> None:
+    # hop.connect_kwargs is the dict Fabric's open() passes to SSHClient.connect, where the
+    # transport_factory goes; hop.host/port are already resolved from ssh_config (HostName, Port).
+    check.install(hop.client, hop.connect_kwargs, hop.host, hop.port, role)

@@ -55,10 +55,15 @@ class Connection(Protocol):
     def close(self) -> None: ...
 
 
-def command_line(argv: Sequence[str], sudo: bool) -> str:
-    """Quote every argument; the remote login shell must never re-split our words."""
+def command_line(argv: Sequence[str], sudo: bool, with_password: bool = False) -> str:
+    """Quote every argument; the remote login shell must never re-split our words.
+
+    ``with_password``: sudo reads the password from stdin (-S) every time (-k, so the line
+    never reaches the command instead), with no prompt in the output (-p '')."""
     quoted = shlex.join(argv)
-    return f"sudo -n -- {quoted}" if sudo else quoted
+    if not sudo:
+        return quoted
+    return f"sudo -S -k -p '' -- {quoted}" if with_password else f"sudo -n -- {quoted}"
 
 
 def checked(target: Target, result: RunResult, check: bool) -> RunResult:
@@ -75,7 +80,7 @@ def failure_sentence(target: Target, result: RunResult) -> str:
     last = detail[-1] if detail else "no output"
     if "sudo: a password is required" in result.stderr:
         return (
-            f"{target} asks for a sudo password; give the user passwordless sudo "
-            "(a NOPASSWD line in /etc/sudoers.d) or connect as root."
+            f"{target} asks for a sudo password; give it with --ask-sudo-password or "
+            "--sudo-password-file, give the user passwordless sudo, or connect as root."
         )
     return f"`{result.command}` failed on {target} with exit code {result.exit_code}: {last}"
