@@ -25,6 +25,7 @@ STAGES: tuple[tuple[str, str, str], ...] = (
     ("reading the device", "reading the device", NOTHING_CHANGED),
     ("reading device facts", "reading the device", NOTHING_CHANGED),
     ("device is", "preparing the model", NOTHING_CHANGED),
+    ("reading what the device serves", "reading the device", NOTHING_CHANGED),
     ("release", "reading the serving release", NOTHING_CHANGED),
     ("fetching the sample frames", "fetching the sample frames", NOTHING_CHANGED),
     ("uploading", "uploading", "re-run the same command: every file resumes where it stopped"),
