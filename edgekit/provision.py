@@ -301,6 +301,7 @@ def upload(conn: Connection, release: ReleasePlan, reporter: Reporter) -> list[B
         release.blobs(),
         on_file=lambda blob: reporter.upload(blob.local.name, blob.local.stat().st_size),
         progress=reporter.progress,
+        note=reporter.step,
     )
 
 

@@ -1,20 +1,25 @@
-"""``edgekit.device.blobs`` against a fake device: the store, skipping blobs already there, verification."""
+"""``edgekit.device.blobs`` against a fake device: the store, skipping blobs already there, verification,
+resuming a checked part and retrying a dropped link."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
 import pytest
 
-from edgekit.device.blobs import Blob, prepare_store, upload_blobs
+from edgekit.device.blobs import RETRY_DELAYS_S, Blob, prepare_store, sha256_prefix, upload_blobs
 from edgekit.device.layout import BLOBS_DIR, INCOMING_DIR
-from edgekit.errors import DeviceError
+from edgekit.errors import DeviceError, DeviceUnreachable
+from edgekit.ssh.seam import ProgressCallback
 from edgekit.ssh.target import Target
-from edgekit.testing import FakeConnection, Reply
+from edgekit.testing import FakeClock, FakeConnection, Reply, Run
 
 LISTING = re.compile(r"^sh -c .*for d; do")
-COMMIT = re.compile(r"^sh -c .*sha256sum")
+COMMIT = re.compile(r"^sh -c .*mismatch")
+PART = re.compile(r"^sh -c .*exit 0; wc -c")
+NO_PART = Reply("")
 
 
 def blob(tmp_path: Path, name: str, content: bytes) -> Blob:
@@ -59,10 +64,12 @@ def test_upload_sends_only_missing_blobs_once_and_publishes_them_verified(
         progress=lambda done, total: progress.append((done, total)),
     )
 
-    assert [b.digest for b in sent] == [missing.digest] and len(announced) == 1 and progress == [(5, 5)]
+    # The bar starts at what the device holds (nothing here), then follows the upload.
+    assert [b.digest for b in sent] == [missing.digest] and len(announced) == 1 and progress == [(0, 5), (5, 5)]
+    # The listing tells about parts too: no command of its own to probe for one.
     listing, commit = fake_connection.runs
     # Paths and digests travel as positional arguments, never spliced into the script text.
-    assert listing.argv[3:] == ("sh", BLOBS_DIR, present.digest, missing.digest) and not listing.sudo
+    assert listing.argv[3:] == ("sh", BLOBS_DIR, INCOMING_DIR, present.digest, missing.digest) and not listing.sudo
     part = f"{INCOMING_DIR}/{missing.digest}.part"
     assert [(put.remote, put.data) for put in fake_connection.puts] == [(part, b"video")]
     assert commit.argv[3:] == ("sh", part, missing.digest, BLOBS_DIR) and commit.sudo
@@ -102,3 +109,151 @@ def test_a_rerun_resumes_into_the_same_part_file_and_skips_what_arrived(
 
     remotes = [put.remote for put in fake_connection.puts]
     assert remotes == [f"{INCOMING_DIR}/{first.digest}.part", *[f"{INCOMING_DIR}/{second.digest}.part"] * 2]
+
+
+def part_words(data: bytes) -> str:
+    """How the device describes a part holding ``data``: its size, then sha256sum's line."""
+    return f"{len(data)} {hashlib.sha256(data).hexdigest()}  -"
+
+
+def part_reply(data: bytes) -> Reply:
+    return Reply(part_words(data).replace(" ", "\n", 1) + "\n")
+
+
+class DroppingConnection(FakeConnection):
+    """A fake whose link drops during the first ``drops`` puts, after ``arrives`` bytes of each."""
+
+    def __init__(self, drops: int, arrives: int = 0) -> None:
+        super().__init__()
+        self.drops = drops
+        self.arrives = arrives
+
+    def put(self, local: Path, remote: str, progress: ProgressCallback | None = None) -> None:
+        if self.drops == 0:
+            super().put(local, remote, progress)
+            return
+        self.drops -= 1
+        self.files[remote] = local.read_bytes()[: self.arrives]
+        raise DeviceUnreachable(f"The link to {self.target} dropped (EOF); re-run the same command.")
+
+
+def device_part(conn: FakeConnection, part: str) -> Reply:
+    """The probe's answer from what the fake holds at ``part`` now."""
+    return part_reply(conn.files[part]) if part in conn.files else NO_PART
+
+
+def answer_from_files(conn: FakeConnection, part: str) -> None:
+    conn.on(PART, lambda call: device_part(conn, part))
+
+
+def test_sha256_prefix_hashes_only_the_first_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"hello world")
+    assert sha256_prefix(path, 5) == hashlib.sha256(b"hello").hexdigest()
+    assert sha256_prefix(path, 0) == hashlib.sha256(b"").hexdigest()
+    assert sha256_prefix(path, 11) == hashlib.sha256(b"hello world").hexdigest()
+
+
+def test_a_part_that_is_the_start_of_the_blob_is_kept_and_resumed(
+    fake_connection: FakeConnection, tmp_path: Path
+) -> None:
+    model = blob(tmp_path, "model.onnx", b"0123456789")
+    fake_connection.on(LISTING, Reply(f"{model.digest} {part_words(b'0123')}\n"))
+    fake_connection.on(COMMIT)
+    progress: list[tuple[int, int]] = []
+    notes: list[str] = []
+
+    upload_blobs(fake_connection, [model], progress=lambda d, t: progress.append((d, t)), note=notes.append)
+
+    assert notes == [] and progress[0] == (4, 10)
+    assert not any(call.argv[0] == "rm" for call in fake_connection.runs)
+
+
+@pytest.mark.parametrize("held", [b"0123X", b"0123456789extra"], ids=["corrupted", "longer"])
+def test_a_part_that_is_not_the_start_of_the_blob_is_removed_and_sent_again_from_zero(
+    fake_connection: FakeConnection, tmp_path: Path, held: bytes
+) -> None:
+    model = blob(tmp_path, "model.onnx", b"0123456789")
+    part = f"{INCOMING_DIR}/{model.digest}.part"
+    fake_connection.on(LISTING, Reply(f"{model.digest} {part_words(held)}\n"))
+    # How many puts had been made when the part was removed.
+    puts_before_rm: list[int] = []
+
+    def remove(call: Run) -> Reply:
+        puts_before_rm.append(len(fake_connection.puts))
+        return Reply()
+
+    fake_connection.on(["rm"], remove)
+    fake_connection.on(COMMIT)
+    progress: list[tuple[int, int]] = []
+    notes: list[str] = []
+
+    upload_blobs(fake_connection, [model], progress=lambda d, t: progress.append((d, t)), note=notes.append)
+
+    assert ("rm", "-f", "--", part) in [call.argv for call in fake_connection.runs]
+    assert notes == ["the partial model.onnx on nvidia@jetson does not match the local file; sending it from the start"]
+    assert progress[0] == (0, 10)
+    assert puts_before_rm == [0] and [put.remote for put in fake_connection.puts] == [part]
+
+
+def test_a_dropped_link_is_retried_with_backoff_resuming_from_what_arrived(tmp_path: Path) -> None:
+    conn = DroppingConnection(drops=2, arrives=4)
+    model = blob(tmp_path, "model.onnx", b"0123456789")
+    part = f"{INCOMING_DIR}/{model.digest}.part"
+    conn.on(LISTING, Reply(f"{model.digest}\n"))
+    answer_from_files(conn, part)
+    conn.on(COMMIT)
+    clock = FakeClock()
+    notes: list[str] = []
+    progress: list[tuple[int, int]] = []
+
+    sent = upload_blobs(
+        conn, [model], progress=lambda d, t: progress.append((d, t)), note=notes.append, sleep=clock.sleep
+    )
+
+    assert sent == [model] and conn.files[part] == b"0123456789"
+    assert clock.sleeps == [1.0, 2.0]
+    assert notes == [
+        "the link to nvidia@jetson dropped while sending model.onnx; retry 1 of 4 in 1 s",
+        "the link to nvidia@jetson dropped while sending model.onnx; retry 2 of 4 in 2 s",
+    ]
+    # Each try starts the bar at what the device holds: nothing, then the 4 bytes that arrived.
+    assert progress == [(0, 10), (4, 10), (4, 10), (10, 10)]
+
+
+def test_after_the_last_retry_the_drop_propagates_unchanged(tmp_path: Path) -> None:
+    conn = DroppingConnection(drops=len(RETRY_DELAYS_S) + 1)
+    model = blob(tmp_path, "model.onnx", b"0123456789")
+    conn.on(LISTING, Reply(f"{model.digest}\n"))
+    conn.on(PART, NO_PART)
+    clock = FakeClock()
+
+    with pytest.raises(DeviceUnreachable) as raised:
+        upload_blobs(conn, [model], sleep=clock.sleep)
+
+    assert str(raised.value) == "The link to nvidia@jetson dropped (EOF); re-run the same command."
+    assert clock.sleeps == [1.0, 2.0, 4.0, 8.0] and conn.drops == 0
+    assert not any(COMMIT.search(call.line) for call in conn.runs)
+
+
+def test_a_device_still_down_when_retried_counts_as_a_try(tmp_path: Path) -> None:
+    conn = DroppingConnection(drops=1)
+    model = blob(tmp_path, "model.onnx", b"0123456789")
+    conn.on(LISTING, Reply(f"{model.digest}\n"))
+    down = DeviceUnreachable("nvidia@jetson refused the connection; check that the device is on.")
+
+    def probe(call: Run) -> Reply:
+        # After the drop, the reconnects for the first two probes fail; then the link is back.
+        probes.append(call)
+        if len(probes) <= 2:
+            raise down
+        return NO_PART
+
+    probes: list[Run] = []
+    conn.on(PART, probe)
+    conn.on(COMMIT)
+    clock = FakeClock()
+    notes: list[str] = []
+
+    assert upload_blobs(conn, [model], note=notes.append, sleep=clock.sleep) == [model]
+    assert clock.sleeps == [1.0, 2.0, 4.0] and len(notes) == 3 and len(probes) == 3

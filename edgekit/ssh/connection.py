@@ -20,6 +20,7 @@ from invoke.exceptions import CommandTimedOut, ThreadException
 
 from edgekit.errors import AuthFailed, DeviceError, DeviceUnreachable, LinkDropped, UsageError
 from edgekit.secret import Secret
+from edgekit.ssh import transfer
 from edgekit.ssh.hostkeys import HostKeyCheck
 from edgekit.ssh.seam import ProgressCallback, RunResult, checked, command_line
 from edgekit.ssh.target import Target
@@ -83,29 +84,17 @@ class SSHConnection:
 
     def put(self, local: Path, remote: str, progress: ProgressCallback | None = None) -> None:
         """Upload ``local`` to ``remote``, resuming a partial ``remote`` left by a dropped link."""
-        total = local.stat().st_size
         try:
-            sftp = self._sftp_client()
-            try:
-                offset = sftp.stat(remote).st_size or 0
-            except FileNotFoundError:
-                offset = 0
-            if offset > total:
-                sftp.remove(remote)
-                offset = 0
-            with open(local, "rb") as source, sftp.open(remote, "ab" if offset else "wb") as dest:
-                dest.set_pipelined(True)
-                source.seek(offset)
-                while chunk := source.read(CHUNK_BYTES):
-                    dest.write(chunk)
-                    offset += len(chunk)
-                    if progress:
-                        progress(offset, total)
+            transfer.upload(self._sftp_client(), local, remote, CHUNK_BYTES, progress)
         except (FileNotFoundError, PermissionError) as exc:
             raise DeviceError(
                 f"{self.target} refused writing {remote} ({exc}); check the folder and its permissions."
             ) from exc
         except (OSError, EOFError, paramiko.SSHException) as exc:
+            # Its transport can read as alive for a moment after the link went, and Fabric would
+            # not reopen it: closed now, the next call (a retry) connects afresh.
+            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                self._conn.close()
             raise self._dropped(exc) from exc
 
     def get(self, remote: str, local: Path) -> None:
@@ -146,7 +135,12 @@ class SSHConnection:
 
     def _sftp_client(self) -> paramiko.SFTPClient:
         if self._sftp is None:
-            self._sftp = self._conn.sftp()
+            # Our own session, not Fabric's sftp(): that one is kept across a reconnect, dead.
+            self._conn.open()
+            sftp = paramiko.SFTPClient.from_transport(self._conn.transport)
+            if sftp is None:
+                raise paramiko.SSHException("the device opened no SFTP session")
+            self._sftp = sftp
         return self._sftp
 
     def _dropped(self, exc: BaseException) -> LinkDropped:
@@ -251,6 +245,7 @@ class _Hop(fabric.Connection):  # type: ignore[misc]  # fabric is untyped
 
     def open(self) -> object:
         opened = super().open()
+        _send_at_once(self.transport)
         interval = self.ssh_config.get("serveraliveinterval")
         if interval and self.transport is not None:
             self.transport.set_keepalive(int(interval))
@@ -289,6 +284,16 @@ def _auth_refused(resolved: Target, conn: fabric.Connection, with_password: bool
         f"{resolved} refused our SSH keys for user {conn.user!r}; pass the right key with -i, "
         "load it into ssh-agent, or install ours with ssh-copy-id."
     )
+
+
+def _send_at_once(transport: paramiko.Transport) -> None:
+    """Switch Nagle's algorithm off on the transport's socket, as OpenSSH does. paramiko leaves
+    it on, and every round trip (a command, an SFTP stat, open or close) then waits out the
+    device's delayed ACK: a stat took 44 ms on loopback with it, 0.5 ms without."""
+    sock = transport.sock
+    # Through a ProxyJump hop the "socket" is a channel of the hop's transport: nothing to set.
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _fabric_config(use_ssh_config: bool, ssh_config_file: Path | None) -> fabric.Config:
