@@ -5,25 +5,19 @@ from __future__ import annotations
 import os
 import selectors
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sshd import free_port
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 RTSP_SERVER_SCRIPT = Path(__file__).resolve().parent / "rtsp_server.py"
 RTSP_READY_S = 10.0
 # The fake_connection fixture, for unit tests of what the host runs on a device.
 pytest_plugins = ["edgekit.testing"]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RtspServer:
@@ -161,3 +155,13 @@ def closed_port() -> int:
 def free_ports() -> Callable[[], int]:
     """Free loopback ports, for fixtures of any scope."""
     return free_port
+
+
+@pytest.fixture
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No keys from the real ~/.ssh, no agent: only the identity a test passes counts."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    return home

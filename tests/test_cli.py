@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from sshd import free_port
 
 from edgekit.errors import DeviceUnreachable
 
@@ -19,12 +19,6 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples" / "digits"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def edgekit(tmp_path: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -12,10 +12,10 @@ from typing import Any
 
 import jetson_facts
 import pytest
+from test_provision_stages import blob
 
 import edgekit.provision as stages
 from edgekit.device import install
-from edgekit.device.blobs import Blob
 from edgekit.device.facts import DeviceFacts
 from edgekit.device.layout import CONFIG_FILE, UNIT_FILE, UNIT_NAME
 from edgekit.device.trial import TrialPolicy
@@ -41,12 +41,6 @@ ENGINE = {"key": "k" * 64, "tensorrt": "10.3.0", "compute_capability": "8.7", "l
 
 class Staged(Exception):
     """Provision went on to upload: it took the stages."""
-
-
-def blob(tmp_path: Path, name: str) -> Blob:
-    path = tmp_path / name
-    path.write_text(name)
-    return Blob.of(path)
 
 
 @pytest.fixture

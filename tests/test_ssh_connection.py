@@ -31,6 +31,8 @@ from edgekit.ssh.hostkeys import fingerprint
 from edgekit.ssh.seam import command_line
 from edgekit.ssh.target import Target
 
+pytestmark = pytest.mark.usefixtures("isolated_home")
+
 
 def find_sshd() -> str | None:
     found = shutil.which("sshd")
@@ -79,15 +81,6 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with running_sshd(root / "server", client_key) as server:
         host_key = paramiko.Ed25519Key.from_private_key_file(str(server.host_keys[0]))
         yield Server(server.port, host_key, client_key, make_key(root / "stranger_key"), other_host_key, root)
-
-
-@pytest.fixture(autouse=True)
-def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No keys from the real ~/.ssh, no agent: only the identity a test passes counts."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
 
 
 def connect(

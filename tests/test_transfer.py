@@ -26,10 +26,10 @@ from edgekit.ssh.target import Target
 from edgekit.ssh.transfer import WRITE_REQUEST_BYTES
 from edgekit.testing import FakeClock
 
-# The test sshd and its clean HOME, as test_ssh_connection starts them.
+# The test sshd, as test_ssh_connection starts it, and a clean HOME.
 sshd = ssh_fixtures.sshd
-isolated_home = ssh_fixtures.isolated_home
 Server = ssh_fixtures.Server
+pytestmark = pytest.mark.usefixtures("isolated_home")
 
 SIZE = 8 * CHUNK_BYTES
 # A link slower than the server writes: unlimited, sshd falls up to its window (2 MiB) behind,

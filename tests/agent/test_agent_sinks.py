@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
+from sshd import free_port
 
 from edgekit.agent.config import (
     CameraConfig,
@@ -36,13 +37,6 @@ MOSQUITTO_SUB = shutil.which("mosquitto_sub", path=SEARCH_PATH)
 # mosquitto_sub block-buffers its debug lines into a pipe; line buffering shows the SUBACK live.
 STDBUF = shutil.which("stdbuf")
 TOPIC = "edgekit/test"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:

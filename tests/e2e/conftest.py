@@ -102,3 +102,24 @@ def overlay_twin() -> Iterator[TwinInfo]:
     """A twin of its own for the firmware overlay, which is laid into its root and booted again."""
     with booted("overlay", "twin") as info:
         yield info
+
+
+@pytest.fixture(scope="module")
+def unchanged_twin() -> Iterator[TwinInfo]:
+    """A twin of its own for re-provisioning with nothing changed."""
+    with booted("unchanged", "twin") as info:
+        yield info
+
+
+@pytest.fixture(scope="module")
+def drops_twin() -> Iterator[TwinInfo]:
+    """A twin of its own whose link is cut at each stage of a provision."""
+    with booted("drops", "twin") as info:
+        yield info
+
+
+@pytest.fixture(scope="module")
+def plain_access_twin() -> Iterator[TwinInfo]:
+    """A twin of its own that gets more users, for SSH and sudo access."""
+    with booted("access", "twin") as info:
+        yield info

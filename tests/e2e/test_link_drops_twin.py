@@ -9,17 +9,14 @@ through it when the CLI shows the stage's first line, and refuses new ones after
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e.conftest import booted
-from e2e.test_provision_twin import provision_args
 from script_modules import load_script
+from test_provision_twin import edgekit_process, provision_args
 
 from edgekit.twin import TwinInfo, twin_exec
 
@@ -37,12 +34,6 @@ STAGES = (
     ("building the", 0, "building the model", "re-run the same command to reattach"),
     ("starting the service on trial", 0, "waiting for the trial's results", "the device ends the trial by itself"),
 )
-
-
-@pytest.fixture(scope="module")
-def drops_twin() -> Iterator[TwinInfo]:
-    with booted("drops", "twin") as info:
-        yield info
 
 
 @pytest.fixture
@@ -65,14 +56,7 @@ def provision_cut(
 ) -> tuple[int, str]:
     """Run the CLI; when a stderr line holds ``trigger``, the link goes down for good once
     ``after_bytes`` more have gone up (no new connection gets through from then on)."""
-    env = dict(os.environ, EDGEKIT_CACHE=str(home / "cache"), COLUMNS="200")
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from edgekit.cli import main; main()", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    process = edgekit_process(*args, home=home, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     # A hung command must fail the test, not the whole run.
     watchdog = threading.Timer(420, process.kill)
     watchdog.start()

@@ -20,14 +20,20 @@ SAMPLES = ROOT / "samples" / "digits"
 
 
 def edgekit(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, EDGEKIT_CACHE=str(home / "cache"), COLUMNS="200")
-    return subprocess.run(
-        [sys.executable, "-c", "from edgekit.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    return subprocess.run(_command(args), capture_output=True, text=True, env=_env(home), timeout=600)
+
+
+def edgekit_process(*args: str, home: Path, **popen: Any) -> subprocess.Popen[str]:
+    """The CLI started and not waited for, for a test that acts on what it prints."""
+    return subprocess.Popen(_command(args), text=True, env=_env(home), **popen)
+
+
+def _command(args: tuple[str, ...]) -> list[str]:
+    return [sys.executable, "-c", "from edgekit.cli import main; main()", *args]
+
+
+def _env(home: Path) -> dict[str, str]:
+    return dict(os.environ, EDGEKIT_CACHE=str(home / "cache"), COLUMNS="200")
 
 
 def provision_args(twin: TwinInfo, known_hosts: Path, *extra: str) -> list[str]:

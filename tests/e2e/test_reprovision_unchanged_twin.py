@@ -11,24 +11,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e.conftest import booted
-from e2e.test_provision_twin import edgekit, on_twin, provision_args
+from test_provision_twin import edgekit, on_twin, provision_args
 
 from edgekit.twin import TwinInfo
 
 pytestmark = pytest.mark.e2e
 UNIT = "edgekit-camera.service"
-
-
-@pytest.fixture(scope="module")
-def unchanged_twin() -> Iterator[TwinInfo]:
-    with booted("unchanged", "twin") as info:
-        yield info
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e.conftest import booted
-from e2e.test_provision_twin import edgekit, provision_args
 from sshd import Sshd, make_key, running_sshd
+from test_provision_twin import edgekit, provision_args
 
 from edgekit.errors import AuthFailed, HostKeyChanged
 from edgekit.secret import Secret
@@ -43,26 +42,23 @@ def as_root(twin: TwinInfo, script: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def access_twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwinInfo]:
-    with booted("access", "twin") as twin:
-        key = Path(twin.identity)
-        # field's sudo asks for a password (no NOPASSWD), and field may log in with one.
-        as_root(
-            twin,
-            f"""set -e
-            useradd --create-home --shell /bin/bash field
-            printf '%s\\n' 'field:{SUDO_PASSWORD}' | chpasswd
-            echo 'field ALL=(ALL) ALL' > /etc/sudoers.d/field && chmod 0440 /etc/sudoers.d/field
-            install -d -m 0700 -o field -g field /home/field/.ssh
-            install -m 0600 -o field -g field /home/jetson/.ssh/authorized_keys /home/field/.ssh/
-            useradd --create-home --shell /bin/bash viewer
-            printf '%s\\n' 'viewer:{SSH_PASSWORD}' | chpasswd
-            printf 'Match User viewer\\n  PasswordAuthentication yes\\n' > /etc/ssh/sshd_config.d/20-viewer.conf
-            systemctl reload ssh
-            """,
-        )
-        assert key.exists()
-        yield twin
+def access_twin(plain_access_twin: TwinInfo) -> TwinInfo:
+    """The twin with ``field``, whose sudo asks for a password, and ``viewer``, who may log in with one."""
+    as_root(
+        plain_access_twin,
+        f"""set -e
+        useradd --create-home --shell /bin/bash field
+        printf '%s\\n' 'field:{SUDO_PASSWORD}' | chpasswd
+        echo 'field ALL=(ALL) ALL' > /etc/sudoers.d/field && chmod 0440 /etc/sudoers.d/field
+        install -d -m 0700 -o field -g field /home/field/.ssh
+        install -m 0600 -o field -g field /home/jetson/.ssh/authorized_keys /home/field/.ssh/
+        useradd --create-home --shell /bin/bash viewer
+        printf '%s\\n' 'viewer:{SSH_PASSWORD}' | chpasswd
+        printf 'Match User viewer\\n  PasswordAuthentication yes\\n' > /etc/ssh/sshd_config.d/20-viewer.conf
+        systemctl reload ssh
+        """,
+    )
+    return plain_access_twin
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +93,7 @@ def hop_block(name: str, jump: Sshd, key: Path) -> str:
 
 def device_block(twin: TwinInfo, extra: str = "") -> str:
     return (
-        f"Host device\n  HostName 127.0.0.1\n  Port {twin.port}\n  User jetson\n"
-        f"  IdentityFile {twin.identity}\n{extra}"
+        f"Host device\n  HostName 127.0.0.1\n  Port {twin.port}\n  User jetson\n  IdentityFile {twin.identity}\n{extra}"
     )
 
 

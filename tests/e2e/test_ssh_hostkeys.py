@@ -17,7 +17,7 @@ from edgekit.errors import HostKeyChanged, HostKeyRevoked, UnknownHostKey
 from edgekit.ssh.connection import open_connection
 from edgekit.ssh.target import Target
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("isolated_home")]
 
 
 def ssh_keygen_fingerprint(public_key: Path) -> str:
@@ -47,15 +47,6 @@ def cert_server(keys: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     directory = tmp_path_factory.mktemp("cert-sshd")
     with running_sshd(directory, keys / "client", certificate_ca=keys / "ca") as sshd:
         yield sshd
-
-
-@pytest.fixture(autouse=True)
-def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No keys from the real ~/.ssh, no agent: only the identity a test passes counts."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import cv2
 import pytest
 from test_camera_twin import wait_for
-from test_provision_twin import SAMPLES, edgekit, on_twin, provision_args
+from test_provision_twin import SAMPLES, edgekit, edgekit_process, on_twin, provision_args
 
 from edgekit.twin import TwinInfo, twin_exec
 
@@ -248,14 +247,8 @@ def test_the_device_rolls_back_at_the_deadline_with_the_host_gone(
     good = releases["good"]
     args = provision_args(trials_twin, home / "known_hosts", *TRIAL)
     args[args.index("--source") + 1] = str(slow_clip(home))
-    env = dict(os.environ, EDGEKIT_CACHE=str(home / "cache"), COLUMNS="200")
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from edgekit.cli import main; main()", *args],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        env=env,
-        start_new_session=True,
+    process = edgekit_process(
+        *args, home=home, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True
     )
     seen = []
     try:
