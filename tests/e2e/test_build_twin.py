@@ -104,7 +104,8 @@ def test_a_killed_build_and_a_link_that_stays_down_are_explained(
         on_twin(twin, "systemctl", "stop", "ssh.service")
         twin_exec(twin.name, ["pkill", "-x", "sshd"])
         try:
-            with pytest.raises(DeviceUnreachable, match="the build goes on there, re-run the same command to reattach"):
+            reattach = "the build goes on on the device; re-run the same command to reattach"
+            with pytest.raises(DeviceUnreachable, match=reattach):
                 follow_build(watch, lambda line: None, sleep=lambda seconds: time.sleep(0.2))
         finally:
             on_twin(twin, "systemctl", "start", "ssh.service")
