@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import inspect
 import io
+import shlex
 from pathlib import Path
 from typing import Any
 
 import pytest
 from invoke.exceptions import ThreadException
+from invoke.util import ExceptionWrapper
 
 from edgekit.cli import app
 from edgekit.cli.connect import device_command
-from edgekit.errors import AuthFailed, LinkDropped, UsageError
+from edgekit.errors import AuthFailed, LinkDropped, RemoteCommandFailed, UsageError
 from edgekit.secret import Secret
-from edgekit.ssh.connection import CONNECT_TIMEOUT_S, SSHConnection, _fabric_config, _Hop, _hops
+from edgekit.ssh.connection import CONNECT_TIMEOUT_S, SUDO_PROMPT, SSHConnection, _fabric_config, _Hop, _hops
 from edgekit.ssh.seam import command_line
 from edgekit.ssh.target import Target
 
@@ -55,6 +57,9 @@ def test_identities_only_turns_off_the_agent_and_default_keys(tmp_path: Path) ->
     assert conn.connect_kwargs["key_filename"] == [str(key)]
     plain = hop(tmp_path, "Host device\n  HostName 127.0.0.1\n")
     assert "allow_agent" not in plain.connect_kwargs
+    # With no IdentityFile, OpenSSH still offers the default ~/.ssh/id_* keys; the agent's it does not.
+    bare = hop(tmp_path, "Host device\n  IdentitiesOnly yes\n")
+    assert bare.connect_kwargs["look_for_keys"] is True and bare.connect_kwargs["allow_agent"] is False
 
 
 def test_connect_timeout_from_ssh_config_and_a_default_for_every_hop(tmp_path: Path) -> None:
@@ -85,10 +90,10 @@ def test_a_secret_never_shows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         Secret.from_file(tmp_path / "absent")
 
 
-def test_sudo_with_a_password_reads_it_from_stdin_every_time() -> None:
+def test_sudo_with_a_password_prompts_with_a_token_and_without_one_must_not_ask() -> None:
     assert command_line(["id", "-u"], True) == "sudo -n -- id -u"
-    assert command_line(["id", "-u"], True, with_password=True) == "sudo -S -k -p '' -- id -u"
-    assert command_line(["id", "-u"], False, with_password=True) == "id -u"
+    assert command_line(["id", "-u"], True, prompt="[tok en]") == "sudo -S -p '[tok en]' -- id -u"
+    assert command_line(["id", "-u"], False, prompt="[tok]") == "id -u"
 
 
 class Raw:
@@ -97,60 +102,87 @@ class Raw:
 
 
 class FabricStandIn:
-    """What SSHConnection asks of a Fabric connection: run a line, with stdin, and close."""
+    """What SSHConnection asks of a Fabric connection: run a line and close. A ``sudo -S`` line
+    prompts on stderr when ``asks`` says its sudo wants the password, as sudo does."""
 
-    def __init__(self, user: str, answer: Any) -> None:
+    def __init__(self, user: str, answer: Any, asks: bool = True, connected: bool = True) -> None:
         self.user = user
         self.answer = answer
-        self.calls: list[tuple[str, str | None]] = []
+        self.asks = asks
+        self.is_connected = connected
+        self.calls: list[tuple[str, list[str]]] = []
 
-    def run(self, line: str, *, in_stream: Any, **kwargs: Any) -> Raw:
-        self.calls.append((line, in_stream.read() if in_stream else None))
-        return self.answer(line) if callable(self.answer) else self.answer
+    def run(self, line: str, *, in_stream: Any, watchers: list[Any], **kwargs: Any) -> Raw:
+        assert in_stream is False
+        printed = SUDO_PROMPT if self.asks and line.startswith("sudo -S") else ""
+        self.calls.append((line, [reply for watcher in watchers for reply in watcher.submit(printed)]))
+        raw = self.answer(line) if callable(self.answer) else self.answer
+        return Raw(raw.exited, raw.stdout, printed + raw.stderr)
 
     def close(self) -> None:
         raise EOFError
 
 
-def test_the_sudo_password_goes_on_stdin_never_the_command_line() -> None:
-    fabric = FabricStandIn("field", Raw(0, "0\n"))
+def test_the_sudo_password_answers_sudo_prompt_only_never_the_command_line() -> None:
+    fabric = FabricStandIn("field", Raw(0, "0\n", "warning\n"))
     conn = SSHConnection(Target("d", "field"), fabric, Secret("s3cret"))
-    assert conn.run(["id", "-u"], sudo=True).stdout == "0\n"
+    result = conn.run(["id", "-u"], sudo=True)
+    # The prompt token is sudo's, not the command's output.
+    assert result.stdout == "0\n" and result.stderr == "warning\n"
     assert conn.run(["id", "-u"]).stdout == "0\n"
-    assert fabric.calls == [("sudo -S -k -p '' -- id -u", "s3cret\n"), ("id -u", None)]
+    prompt = shlex.quote(SUDO_PROMPT)
+    assert fabric.calls == [(f"sudo -S -p {prompt} -- id -u", ["s3cret\n"]), ("id -u", [])]
+    # A command sudo lets through without asking (NOPASSWD for it alone) gets nothing.
+    quiet = FabricStandIn("field", Raw(0), asks=False)
+    SSHConnection(Target("d", "field"), quiet, Secret("s3cret")).run(["cat"], sudo=True)
+    assert quiet.calls == [(f"sudo -S -p {prompt} -- cat", [])]
 
 
-def test_verify_sudo_drops_a_password_sudo_does_not_need_and_refuses_a_wrong_one() -> None:
-    nopasswd = FabricStandIn("field", Raw(0))
-    conn = SSHConnection(Target("d", "field"), nopasswd, Secret("s3cret"))
-    conn.verify_sudo()
-    conn.run(["true"], sudo=True)
-    # Passwordless sudo: the password would only have reached the command's stdin.
-    assert [call for call in nopasswd.calls if call[1]] == []
-
+def test_verify_sudo_refuses_a_wrong_password_in_one_sentence() -> None:
     def wrong(line: str) -> Raw:
-        return Raw(1, stderr="Sorry, try again.\nsudo: 1 incorrect password attempt\n")
+        return Raw(1, stderr="Sorry, try again.\nsudo: 3 incorrect password attempts\n")
 
     conn = SSHConnection(Target("d", "field"), FabricStandIn("field", wrong), Secret("s3cret"))
-    with pytest.raises(AuthFailed, match=r"sudo on field@d refused the password given for 'field' \(sudo: 1 incorrect"):
+    with pytest.raises(AuthFailed, match=r"sudo on field@d refused the password given for 'field' \(sudo: 3 incorrect"):
         conn.verify_sudo()
+    SSHConnection(Target("d", "field"), FabricStandIn("field", Raw(0)), Secret("s3cret")).verify_sudo()
+
+
+def thread_died() -> ThreadException:
+    try:
+        raise EOFError("Socket is closed")
+    except EOFError as exc:
+        return ThreadException([ExceptionWrapper({}, type(exc), exc, exc.__traceback__)])
 
 
 @pytest.mark.parametrize(
-    "answer",
-    [Raw(-1), ThreadException([]), EOFError()],
+    ("answer", "reason"),
+    [
+        (Raw(-1), "the session closed without an exit status"),
+        (thread_died(), "Socket is closed"),
+        (EOFError(), "EOFError"),
+    ],
     ids=["no exit status", "stream threads died", "EOF"],
 )
-def test_a_session_the_link_took_is_a_dropped_link_and_closing_it_stays_quiet(answer: Any) -> None:
+def test_a_session_the_link_took_is_a_dropped_link_and_closing_it_stays_quiet(answer: Any, reason: str) -> None:
     def run(line: str) -> Raw:
         if isinstance(answer, BaseException):
             raise answer
         return answer
 
-    conn = SSHConnection(Target("d", "jetson"), FabricStandIn("jetson", run))
-    with pytest.raises(LinkDropped, match="The link to jetson@d dropped"):
+    conn = SSHConnection(Target("d", "jetson"), FabricStandIn("jetson", run, connected=False))
+    with pytest.raises(LinkDropped) as raised:
         conn.run(["true"])
+    # One sentence: the reason, never the threads' tracebacks.
+    assert str(raised.value).startswith(f"The link to jetson@d dropped ({reason});")
+    assert "\n" not in str(raised.value)
     conn.close()
+
+
+def test_a_command_killed_by_a_signal_on_a_live_link_is_its_own_failure() -> None:
+    conn = SSHConnection(Target("d", "jetson"), FabricStandIn("jetson", Raw(-1, stderr="Killed\n")))
+    with pytest.raises(RemoteCommandFailed, match="exit code -1: Killed"):
+        conn.run(["python3", "-c", "boom"])
 
 
 def test_every_device_command_takes_the_ssh_options() -> None:

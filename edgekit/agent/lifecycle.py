@@ -117,7 +117,6 @@ class Device:
         return read_json(os.path.join(self.lifecycle, LAST_ROLLBACK_FILE))
 
 
-
 def begin(
     state_dir: str,
     release: str,

@@ -54,8 +54,9 @@ def sha256(path: str) -> str | None:
 def last_line(path: str) -> str | None:
     """The last complete line of ``path``, read from a bounded tail; None if there is none."""
     try:
-        # The results file is the service user's: root follows no link there.
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        # The results file is the service user's: root follows no link there, and a FIFO put in
+        # its place must not block the read (it is then refused as not a regular file).
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         with os.fdopen(fd, "rb") as handle:
             if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
                 return None

@@ -7,8 +7,9 @@ ProxyJump and command running) with paramiko's host key checking put back in.
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
+import re
+import secrets
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ from pathlib import Path
 import fabric
 import paramiko
 from invoke.exceptions import CommandTimedOut, ThreadException
+from invoke.watchers import Responder
 
 from edgekit.errors import AuthFailed, DeviceError, DeviceUnreachable, LinkDropped, UsageError
 from edgekit.secret import Secret
@@ -26,6 +28,9 @@ from edgekit.ssh.seam import ProgressCallback, RunResult, checked, command_line
 from edgekit.ssh.target import Target
 
 CONNECT_TIMEOUT_S = 15
+# What sudo -S prints when it wants the password: a token no command prints, so the password
+# answers sudo only (and the token is taken out of what the command wrote to stderr).
+SUDO_PROMPT = f"[edgekit sudo {secrets.token_hex(8)}]"
 # paramiko logs a failed handshake's traceback at ERROR from its transport thread; with no
 # handler, Python prints that on stderr, in the middle of the one sentence the user gets.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
@@ -58,28 +63,34 @@ class SSHConnection:
     ) -> RunResult:
         elevate = sudo and not self.is_root
         password = self._sudo_password if elevate else None
-        line = command_line(argv, elevate, with_password=password is not None)
+        line = command_line(argv, elevate, prompt=SUDO_PROMPT if password is not None else None)
         timed_out = DeviceUnreachable(
             f"{self.target} did not finish `{line}` within {timeout or 0:.0f} s; check the device's load and re-run."
         )
-        # sudo -S reads the password from the command's stdin: never from its command line.
-        stdin = io.StringIO(password.reveal() + "\n") if password is not None else False
+        # The password is written to sudo -S only when sudo prompts for it: a command sudo lets
+        # through without one (NOPASSWD for it alone) never finds it on its stdin.
+        answer = [Responder(re.escape(SUDO_PROMPT), password.reveal() + "\n")] if password is not None else []
         started = time.monotonic()
         try:
-            raw = self._conn.run(line, hide=True, warn=True, in_stream=stdin, timeout=timeout)
+            raw = self._conn.run(line, hide=True, warn=True, in_stream=False, timeout=timeout, watchers=answer)
         except CommandTimedOut as exc:
             raise timed_out from exc
-        except (OSError, EOFError, paramiko.SSHException, ThreadException) as exc:
-            # ThreadException: invoke's stream threads died with the link.
+        except ThreadException as exc:
+            # invoke's stream threads died with the link; their tracebacks are not the sentence.
+            why = "; ".join(str(found.value) or type(found.value).__name__ for found in exc.exceptions)
+            raise self._dropped(EOFError(why)) from exc
+        except (OSError, EOFError, paramiko.SSHException) as exc:
             raise self._dropped(exc) from exc
-        if raw.exited == -1:
-            # The channel closed without an exit status: the link went, not the command.
-            raise self._dropped(EOFError("the session closed without an exit status"))
-        result = RunResult(line, raw.exited, raw.stdout, raw.stderr)
         # invoke decides "timed out" by whether its timer thread has ended: a command its timer
-        # has just killed can come back as a plain failure while that thread is still winding down.
-        if timeout is not None and not result.ok and time.monotonic() - started >= timeout:
+        # has just killed (closing its channel) can come back as a plain failure, with no exit
+        # status, while that thread is still winding down.
+        if timeout is not None and raw.exited != 0 and time.monotonic() - started >= timeout:
             raise timed_out
+        if raw.exited == -1 and not self._conn.is_connected:
+            # The channel closed without an exit status because the link went. (A command killed
+            # by a signal has none either, on a live link: that is the command's failure.)
+            raise self._dropped(EOFError("the session closed without an exit status"))
+        result = RunResult(line, raw.exited, raw.stdout, raw.stderr.replace(SUDO_PROMPT, ""))
         return checked(self.target, result, check)
 
     def put(self, local: Path, remote: str, progress: ProgressCallback | None = None) -> None:
@@ -116,14 +127,9 @@ class SSHConnection:
             self._conn.close()
 
     def verify_sudo(self) -> None:
-        """With a sudo password, prove it before anything changes; where sudo needs none, drop it,
-        or it would reach the command's stdin."""
+        """With a sudo password, prove it before anything changes on the device."""
         if self._sudo_password is None or self.is_root:
             return
-        password, self._sudo_password = self._sudo_password, None
-        if self.run(["true"], sudo=True, check=False).ok:
-            return
-        self._sudo_password = password
         refused = self.run(["true"], sudo=True, check=False)
         if refused.ok:
             return
@@ -240,15 +246,22 @@ class _Hop(fabric.Connection):  # type: ignore[misc]  # fabric is untyped
             # OpenSSH passes over an IdentityFile that does not exist; paramiko would stop at it.
             kwargs["key_filename"] = [key for key in kwargs["key_filename"] if Path(key).expanduser().exists()]
         if str(self.ssh_config.get("identitiesonly", "no")).lower() == "yes":
-            kwargs.update(allow_agent=False, look_for_keys=False)
+            # OpenSSH still offers the default ~/.ssh/id_* when no IdentityFile is named.
+            kwargs.update(allow_agent=False, look_for_keys=not kwargs.get("key_filename"))
         return kwargs
 
     def open(self) -> object:
         opened = super().open()
         _send_at_once(self.transport)
-        interval = self.ssh_config.get("serveraliveinterval")
+        interval = int(self.ssh_config.get("serveraliveinterval", 0))
         if interval and self.transport is not None:
-            self.transport.set_keepalive(int(interval))
+            self.transport.set_keepalive(interval)
+            # paramiko's keepalive asks for no reply, so it alone never finds a link that went
+            # silent; the kernel closes one whose keepalives stay unacknowledged for
+            # ServerAliveCountMax intervals, as ssh does.
+            misses = int(self.ssh_config.get("serveralivecountmax", 3))
+            if isinstance(self.transport.sock, socket.socket):
+                self.transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, interval * misses * 1000)
         return opened
 
 

@@ -139,7 +139,8 @@ def host_matches(name: str, hosts: str) -> bool:
     name = name.lower()
     if hosts.startswith("|"):
         salt = _hash_salt(hosts)
-        return salt is not None and hmac.compare_digest(_hashed_name(name, salt), hosts)
+        # As bytes: compare_digest refuses a str with non-ASCII in it, which a damaged line may hold.
+        return salt is not None and hmac.compare_digest(_hashed_name(name, salt).encode(), hosts.encode())
     matched = False
     for pattern in hosts.lower().split(","):
         negated = pattern.startswith("!")

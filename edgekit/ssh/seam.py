@@ -55,15 +55,15 @@ class Connection(Protocol):
     def close(self) -> None: ...
 
 
-def command_line(argv: Sequence[str], sudo: bool, with_password: bool = False) -> str:
+def command_line(argv: Sequence[str], sudo: bool, prompt: str | None = None) -> str:
     """Quote every argument; the remote login shell must never re-split our words.
 
-    ``with_password``: sudo reads the password from stdin (-S) every time (-k, so the line
-    never reaches the command instead), with no prompt in the output (-p '')."""
+    With a ``prompt``, sudo asks for its password on stderr with that prompt and reads it from
+    stdin (-S); without one, sudo must not ask (-n)."""
     quoted = shlex.join(argv)
     if not sudo:
         return quoted
-    return f"sudo -S -k -p '' -- {quoted}" if with_password else f"sudo -n -- {quoted}"
+    return f"sudo -S -p {shlex.quote(prompt)} -- {quoted}" if prompt is not None else f"sudo -n -- {quoted}"
 
 
 def checked(target: Target, result: RunResult, check: bool) -> RunResult:

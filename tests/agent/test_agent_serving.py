@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -129,3 +130,10 @@ def test_an_onnxruntime_build_has_no_engine(tmp_path, release_dir):
     inputs = np.zeros((2, 1, 8, 8), np.float32)
     np.savez(samples, inputs=inputs, reference=np.zeros((2, 10), np.float32))
     assert run_build(str(release_dir), str(samples), str(tmp_path / "engines"))["engine"] is None
+
+
+def test_a_fifo_in_place_of_the_results_file_is_refused_without_blocking(tmp_path):
+    # The results file is the service user's to replace: a FIFO there must not hang root's read.
+    fifo = tmp_path / "results.jsonl"
+    os.mkfifo(fifo)
+    assert serving.last_line(str(fifo)) is None

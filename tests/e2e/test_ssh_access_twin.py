@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pty
+import socket
 import subprocess
 import sys
 import time
@@ -50,6 +51,7 @@ def access_twin(plain_access_twin: TwinInfo) -> TwinInfo:
         useradd --create-home --shell /bin/bash field
         printf '%s\\n' 'field:{SUDO_PASSWORD}' | chpasswd
         echo 'field ALL=(ALL) ALL' > /etc/sudoers.d/field && chmod 0440 /etc/sudoers.d/field
+        echo 'field ALL=(ALL) NOPASSWD: /usr/bin/timeout' >> /etc/sudoers.d/field
         install -d -m 0700 -o field -g field /home/field/.ssh
         install -m 0600 -o field -g field /home/jetson/.ssh/authorized_keys /home/field/.ssh/
         useradd --create-home --shell /bin/bash viewer
@@ -193,6 +195,9 @@ def test_connect_timeout_and_server_alive_interval_come_from_ssh_config(access_t
         fabric_conn = conn._conn  # noqa: SLF001 - what Fabric was told is the point here
         assert fabric_conn.connect_timeout == 7
         assert fabric_conn.transport.packetizer._Packetizer__keepalive_interval == 9  # noqa: SLF001
+        # ServerAliveCountMax (3 by default) unanswered intervals close a link that went silent.
+        sock = fabric_conn.transport.sock
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 9 * 3 * 1000
     finally:
         conn.close()
 
@@ -289,6 +294,24 @@ def test_ask_sudo_password_prompts_once_on_a_terminal_and_refuses_without_one(
     assert os.waitstatus_to_exitcode(status) == 0, text
     assert prompts == 1, text
     assert '"device"' in text
+
+
+def test_a_command_sudo_lets_through_without_asking_never_sees_the_password(access_twin: TwinInfo) -> None:
+    conn = open_connection(
+        Target("127.0.0.1", "field", access_twin.port),
+        known_hosts=Path(access_twin.known_hosts),
+        identity=Path(access_twin.identity),
+        use_ssh_config=False,
+        sudo_password=Secret(SUDO_PASSWORD),
+    )
+    try:
+        # field's sudo asks for a password, except for `timeout`: cat echoes whatever its stdin holds.
+        echoed = conn.run(["timeout", "2", "cat"], sudo=True, check=False)
+        OUTPUTS.append(echoed.stdout + echoed.stderr)
+        assert echoed.stdout == ""
+        assert conn.run(["id", "-u"], sudo=True).stdout.strip() == "0"
+    finally:
+        conn.close()
 
 
 def test_provision_with_a_sudo_password_from_a_file(access_twin: TwinInfo, tmp_path: Path) -> None:
