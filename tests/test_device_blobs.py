@@ -20,6 +20,11 @@ LISTING = re.compile(r"^sh -c .*for d; do")
 COMMIT = re.compile(r"^sh -c .*mismatch")
 PART = re.compile(r"^sh -c .*exit 0; wc -c")
 NO_PART = Reply("")
+FREE = ("df", "-Pk", INCOMING_DIR)
+
+
+def df(free_kib: int) -> Reply:
+    return Reply(f"Filesystem 1024-blocks Used Available Capacity Mounted on\n/dev/root 100 0 {free_kib} 1% /\n")
 
 
 def blob(tmp_path: Path, name: str, content: bytes) -> Blob:
@@ -198,6 +203,7 @@ def test_a_part_that_is_not_the_start_of_the_blob_is_removed_and_sent_again_from
 
 def test_a_dropped_link_is_retried_with_backoff_resuming_from_what_arrived(tmp_path: Path) -> None:
     conn = DroppingConnection(drops=2, arrives=4)
+    conn.on(FREE, df(10**6))
     model = blob(tmp_path, "model.onnx", b"0123456789")
     part = f"{INCOMING_DIR}/{model.digest}.part"
     conn.on(LISTING, Reply(f"{model.digest}\n"))
@@ -223,6 +229,7 @@ def test_a_dropped_link_is_retried_with_backoff_resuming_from_what_arrived(tmp_p
 
 def test_after_the_last_retry_the_drop_propagates_unchanged(tmp_path: Path) -> None:
     conn = DroppingConnection(drops=len(RETRY_DELAYS_S) + 1)
+    conn.on(FREE, df(10**6))
     model = blob(tmp_path, "model.onnx", b"0123456789")
     conn.on(LISTING, Reply(f"{model.digest}\n"))
     conn.on(PART, NO_PART)
@@ -238,6 +245,7 @@ def test_after_the_last_retry_the_drop_propagates_unchanged(tmp_path: Path) -> N
 
 def test_a_device_still_down_when_retried_counts_as_a_try(tmp_path: Path) -> None:
     conn = DroppingConnection(drops=1)
+    conn.on(FREE, df(10**6))
     model = blob(tmp_path, "model.onnx", b"0123456789")
     conn.on(LISTING, Reply(f"{model.digest}\n"))
     down = DeviceUnreachable("nvidia@jetson refused the connection; check that the device is on.")
@@ -257,3 +265,24 @@ def test_a_device_still_down_when_retried_counts_as_a_try(tmp_path: Path) -> Non
 
     assert upload_blobs(conn, [model], note=notes.append, sleep=clock.sleep) == [model]
     assert clock.sleeps == [1.0, 2.0, 4.0] and len(notes) == 3 and len(probes) == 3
+
+
+def test_a_device_that_answers_again_with_full_storage_is_told_apart_from_a_drop(tmp_path: Path) -> None:
+    # SFTP reports a full disk as a plain failure, as it does a link that went: once the device
+    # answers again, the free space tells which, and a full one is one sentence without retries.
+    conn = DroppingConnection(drops=1, arrives=4)
+    model = blob(tmp_path, "model.onnx", b"0123456789")
+    part = f"{INCOMING_DIR}/{model.digest}.part"
+    conn.on(LISTING, Reply(f"{model.digest}\n"))
+    answer_from_files(conn, part)
+    conn.on(FREE, df(0))
+    clock = FakeClock()
+
+    with pytest.raises(DeviceError) as raised:
+        upload_blobs(conn, [model], sleep=clock.sleep)
+
+    assert str(raised.value) == (
+        f"nvidia@jetson has 0.0 MB free for uploads ({INCOMING_DIR}) and model.onnx needs 0.0 MB more; "
+        "free space there (`edgekit prune` removes old releases) and re-run: what arrived is kept."
+    )
+    assert clock.sleeps == [1.0] and conn.files[part] == b"0123"

@@ -20,7 +20,7 @@ from edgekit.model import sha256_file
 from edgekit.ssh.seam import Connection, ProgressCallback
 
 # Seconds to wait before each new try after the link dropped during an upload: a radio link
-# that blinks comes back within seconds, one that stays down fails the run within ~15 s.
+# that blinks comes back within seconds; one that stays down fails the run after them all.
 RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0)
 
 # The digests the store lacks, one a line, each followed by the size and sha256 of its part when
@@ -111,6 +111,10 @@ def _send(
             if attempt > 1:
                 found = _part(conn.run(["sh", "-c", _PART, "sh", part]).stdout.split())
             held = _verified_part(conn, blob, part, found, note)
+            if attempt > 1:
+                # The device answers again: an upload that failed on a live link may have filled
+                # its storage, which SFTP reports no differently from a link that went.
+                _refuse_when_full(conn, blob, held)
             if progress:
                 progress(held, blob.local.stat().st_size)
             conn.put(blob.local, part, progress)
@@ -123,6 +127,20 @@ def _send(
                 f"retry {attempt} of {len(RETRY_DELAYS_S)} in {delay:g} s"
             )
             sleep(delay)
+
+
+def _refuse_when_full(conn: Connection, blob: Blob, held: int) -> None:
+    free_kib = conn.run(["df", "-Pk", INCOMING_DIR], check=False).stdout.splitlines()[-1:]
+    fields = free_kib[0].split() if free_kib else []
+    if len(fields) < 4 or not fields[3].isdigit():
+        return
+    free, needed = int(fields[3]) * 1024, blob.local.stat().st_size - held
+    if free < needed:
+        raise DeviceError(
+            f"{conn.target} has {free / 1e6:.1f} MB free for uploads ({INCOMING_DIR}) and {blob.local.name} "
+            f"needs {needed / 1e6:.1f} MB more; free space there (`edgekit prune` removes old releases) and "
+            "re-run: what arrived is kept."
+        )
 
 
 def _part(words: Sequence[str]) -> Part | None:
