@@ -12,10 +12,12 @@ import contextlib
 import dataclasses
 from collections.abc import Iterator
 
+from edgekit.device.build import REATTACH
 from edgekit.errors import LinkDropped
 from edgekit.provision import Reporter
 
 NOTHING_CHANGED = "nothing on the device changed yet; re-run the same command when the link is back"
+TRIAL_ENDS = "the device ends the trial by itself, committing or rolling back; `edgekit releases` shows which"
 # Step texts' beginnings (edgekit.provision, edgekit.recalibration), each with the stage it
 # starts and what a re-run does after a drop in it; a step that starts none (a build's
 # "reconnecting" line) leaves the stage as it was.
@@ -30,20 +32,12 @@ STAGES: tuple[tuple[str, str, str], ...] = (
     ("fetching the sample frames", "fetching the sample frames", NOTHING_CHANGED),
     ("uploading", "uploading", "re-run the same command: every file resumes where it stopped"),
     ("installing the runtime", "installing the runtime", LinkDropped.RERUN),
-    ("building", "building the model", "the build goes on on the device; re-run the same command to reattach to it"),
-    ("reattached", "building the model", "the build goes on on the device; re-run the same command to reattach to it"),
+    ("building", "building the model", REATTACH),
+    ("reattached", "building the model", REATTACH),
     ("model ready", "reading the gate", LinkDropped.RERUN),
     ("installing the service", "installing the service", LinkDropped.RERUN),
-    (
-        "starting the service on trial",
-        "waiting for the trial's results",
-        "the device ends the trial by itself, committing or rolling back; `edgekit releases` shows which",
-    ),
-    (
-        "on trial",
-        "waiting for the trial's results",
-        "the device ends the trial by itself, committing or rolling back; `edgekit releases` shows which",
-    ),
+    ("starting the service on trial", "waiting for the trial's results", TRIAL_ENDS),
+    ("on trial", "waiting for the trial's results", TRIAL_ENDS),
     ("reading the newest result", "reading the first result", LinkDropped.RERUN),
     ("rolling back", "rolling back", "re-run the same command to finish the rollback"),
     ("fetching the device's runtime wheels", "fetching the runtime wheels", LinkDropped.RERUN),

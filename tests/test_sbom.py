@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
-from test_audit import plan
+from test_audit import plan, run_cli
 
 from edgekit.audit.policy import BUILT_IN
 from edgekit.audit.scan import audit
@@ -159,16 +156,6 @@ def test_the_purl_namespace_follows_os_release(tree: Path) -> None:
     (tree / "usr/lib/os-release").write_text('NAME="Ubuntu"\nID=ubuntu\n')
     refs = by_ref(json.loads(tree_sbom(tree)))
     assert any(ref.startswith("pkg:deb/ubuntu/bash@") for ref in refs)
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from edgekit.cli import main; main()", "audit", *args],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, COLUMNS="200"),
-        timeout=120,
-    )
 
 
 def test_the_command_writes_the_sbom_even_when_the_audit_fails(tree: Path, tmp_path: Path) -> None:

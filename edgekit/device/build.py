@@ -23,6 +23,8 @@ from edgekit.ssh.seam import Connection
 POLL_S = 1.0
 # How long a dropped link is retried before the host gives up (the build goes on).
 RECONNECT_S = 120.0
+# What a re-run does after the link dropped during a build (edgekit.linkdrop says it too).
+REATTACH = "the build goes on on the device; re-run the same command to reattach to it"
 # A build that hangs (a wedged GPU driver) must end some day; the slowest Nano-class
 # INT8 builds take well under this.
 BUILD_MAX_S = 2 * 3600
@@ -181,7 +183,7 @@ def follow_build(
                     watch.conn.target,
                     f"it did not come back within {RECONNECT_S:.0f} s",
                     "building the model",
-                    "the build goes on on the device; re-run the same command to reattach to it",
+                    REATTACH,
                 ) from exc
             on_drop(f"link dropped ({exc}); reconnecting")
             sleep(min(10.0, 1.0 + now - dropped_at))

@@ -9,6 +9,7 @@ through it when the CLI shows the stage's first line, and refuses new ones after
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -48,7 +49,7 @@ def proxied(twin: TwinInfo, proxy: object, tmp_path: Path) -> tuple[TwinInfo, Pa
     known = Path(twin.known_hosts).read_text().replace(f"[127.0.0.1]:{twin.port} ", f"[127.0.0.1]:{port} ")
     known_hosts = tmp_path / "known_hosts"
     known_hosts.write_text(known)
-    return TwinInfo(**{**twin.__dict__, "port": port}), known_hosts
+    return dataclasses.replace(twin, port=port), known_hosts
 
 
 def provision_cut(

@@ -10,6 +10,7 @@ one; the jump hosts are sshd on other loopback ports (tests/sshd.py).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import pty
 import socket
@@ -223,7 +224,7 @@ def test_password_login_is_tried_only_when_a_password_is_given(
 
 
 def field(twin: TwinInfo) -> TwinInfo:
-    return TwinInfo(**{**twin.__dict__, "user": "field"})
+    return dataclasses.replace(twin, user="field")
 
 
 def edgekit_logged(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
